@@ -1,0 +1,170 @@
+//! Framework-owned threads. Completion routines, DPC-style timers and work items run here, at
+//! the IRQL the kernel would run them at, never on the thread that caused them.
+//!
+//! A seed varies which ready job runs next and adds small delays, so that a failing interleaving
+//! can be replayed: `KMDF_SIM_SEED=<n>` fixes it, otherwise each session picks one and tests
+//! print it on failure.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::irql;
+use crate::types::KIRQL;
+
+/// Framework worker threads; more than one so a blocking passive job cannot starve the rest.
+const WORKERS: usize = 4;
+/// How many of the oldest ready jobs a seeded pick chooses among.
+const PICK_WINDOW: u64 = 3;
+
+struct Job {
+    due: Option<Instant>,
+    level: KIRQL,
+    name: &'static str,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    running: usize,
+    started: bool,
+    seed: u64,
+    rng: u64,
+}
+
+struct Dispatcher {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+static DISPATCHER: LazyLock<Dispatcher> = LazyLock::new(|| Dispatcher {
+    state: Mutex::new(State { jobs: VecDeque::new(), running: 0, started: false, seed: 0, rng: 0 }),
+    changed: Condvar::new(),
+});
+
+fn state() -> MutexGuard<'static, State> {
+    DISPATCHER.state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn next_random(rng: &mut u64) -> u64 {
+    // xorshift64*: small, fast, and enough to vary an interleaving.
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// Sets the seed for the next jobs (0 turns the variation off).
+pub(crate) fn set_seed(seed: u64) {
+    let mut state = state();
+    state.seed = seed;
+    state.rng = seed | 1;
+}
+
+/// The seed in force.
+pub(crate) fn seed() -> u64 {
+    state().seed
+}
+
+fn ensure_workers(state: &mut State) {
+    if state.started {
+        return;
+    }
+    state.started = true;
+    for index in 0..WORKERS {
+        std::thread::Builder::new()
+            .name(format!("kmdf-sim-worker-{index}"))
+            .spawn(worker)
+            .expect("the simulation can start its worker threads");
+    }
+}
+
+/// Runs `run` on a framework thread at `level` as soon as possible.
+pub(crate) fn submit(level: KIRQL, name: &'static str, run: impl FnOnce() + Send + 'static) {
+    enqueue(Job { due: None, level, name, run: Box::new(run) });
+}
+
+/// Runs `run` on a framework thread at `level` once `due` has passed.
+pub(crate) fn submit_at(due: Instant, level: KIRQL, name: &'static str, run: impl FnOnce() + Send + 'static) {
+    enqueue(Job { due: Some(due), level, name, run: Box::new(run) });
+}
+
+fn enqueue(job: Job) {
+    let mut state = state();
+    ensure_workers(&mut state);
+    state.jobs.push_back(job);
+    drop(state);
+    DISPATCHER.changed.notify_all();
+}
+
+/// Picks the next job to run now, or how long to wait for the earliest timer.
+fn pick(state: &mut State, now: Instant) -> Result<Job, Option<Duration>> {
+    let mut ready = Vec::new();
+    let mut earliest: Option<Instant> = None;
+    for (index, job) in state.jobs.iter().enumerate() {
+        match job.due {
+            Some(due) if due > now => earliest = Some(earliest.map_or(due, |e| e.min(due))),
+            _ => ready.push(index),
+        }
+    }
+    if ready.is_empty() {
+        return Err(earliest.map(|due| due - now));
+    }
+    let choice = if state.seed == 0 {
+        0
+    } else {
+        let window = (ready.len() as u64).min(PICK_WINDOW);
+        (next_random(&mut state.rng) % window) as usize
+    };
+    Ok(state.jobs.remove(ready[choice]).expect("a ready index is in range"))
+}
+
+fn worker() {
+    let mut state = state();
+    loop {
+        match pick(&mut state, Instant::now()) {
+            Ok(job) => {
+                state.running += 1;
+                let delay = if state.seed == 0 { 0 } else { next_random(&mut state.rng) % 50 };
+                drop(state);
+                if delay > 0 {
+                    std::thread::sleep(Duration::from_micros(delay));
+                }
+                irql::run_callback(job.level, job.name, job.run);
+                state = self::state();
+                state.running -= 1;
+                DISPATCHER.changed.notify_all();
+            }
+            Err(Some(wait)) => {
+                state = DISPATCHER.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+            }
+            Err(None) => {
+                state = DISPATCHER.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+}
+
+/// Waits until no job is running and none is ready (timers due later are ignored); false if
+/// that did not happen within `timeout`.
+pub(crate) fn wait_idle(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut state = state();
+    loop {
+        let now = Instant::now();
+        let ready = state.jobs.iter().any(|job| job.due.is_none_or(|due| due <= now));
+        if !ready && state.running == 0 {
+            return true;
+        }
+        if now >= deadline {
+            return false;
+        }
+        let wait = (deadline - now).min(Duration::from_millis(5));
+        state = DISPATCHER.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+    }
+}
+
+/// Drops every queued job (between test sessions).
+pub(crate) fn reset() {
+    state().jobs.clear();
+}

@@ -37,4 +37,12 @@ pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
     0
 }
 
+pub use crate::framework::collection::kernel::*;
+pub use crate::framework::event::kernel::*;
+pub use crate::framework::iotarget::kernel::*;
+pub use crate::framework::request::kernel::*;
+pub use crate::framework::sync::kernel::*;
+pub use crate::framework::thread::kernel::*;
 pub use crate::framework::time::kernel::*;
+pub use crate::framework::timer::kernel::*;
+pub use crate::framework::workitem::kernel::*;

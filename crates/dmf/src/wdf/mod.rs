@@ -3,9 +3,19 @@
 //! Everything here compiles unchanged against the real `wdk-sys` on Windows and against the
 //! simulation elsewhere.
 
+pub mod collection;
+pub mod event;
+pub mod io_target;
 pub mod memory;
 pub mod object;
+pub mod request;
+pub mod spin_lock;
 pub mod status;
+pub mod thread;
+pub mod timer;
+pub mod trace;
+pub mod wait_lock;
+pub mod work_item;
 
 pub use memory::{Memory, PoolType};
 pub use object::ObjectAttributes;

@@ -1,16 +1,24 @@
 //! The simulated framework: one file per KMDF area. Each area that implements WDF functions
 //! lists them in its `ENTRIES`, which `table` assembles into the function table.
 
+pub(crate) mod collection;
 pub(crate) mod debug_output;
+pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod faults;
+pub(crate) mod iotarget;
 pub(crate) mod irql;
 pub(crate) mod memory;
 pub(crate) mod object;
 pub(crate) mod pool;
+pub(crate) mod request;
+pub(crate) mod sync;
 pub(crate) mod table;
+pub(crate) mod thread;
 pub(crate) mod time;
+pub(crate) mod timer;
 pub(crate) mod verifier;
+pub(crate) mod workitem;
 
 /// Builds one function-table entry, checking the implementation against the `PFN_*` type that
 /// wdk-macros will transmute the slot back into.

@@ -9,7 +9,18 @@ pub const TABLE_LEN: usize = _WDFFUNCENUM::WdfFunctionTableNumEntries as usize;
 pub(crate) type Entry = (WDFFUNCENUM, WDFFUNC);
 
 /// Every area's entries. An area adds its list here once.
-const AREAS: &[&[Entry]] = &[super::object::ENTRIES, super::memory::ENTRIES];
+const AREAS: &[&[Entry]] = &[
+    super::object::ENTRIES,
+    super::memory::ENTRIES,
+    super::sync::ENTRIES,
+    super::event::ENTRIES,
+    super::thread::ENTRIES,
+    super::workitem::ENTRIES,
+    super::timer::ENTRIES,
+    super::collection::ENTRIES,
+    super::request::ENTRIES,
+    super::iotarget::ENTRIES,
+];
 
 /// Slots the simulation does not implement call this. Reaching it is a test-setup error, and a
 /// WDF function cannot unwind, so it stops the process with a message.

@@ -36,6 +36,11 @@ pub mod rules {
     pub const BAD_STRUCTURE_SIZE: &str = "structure Size field mismatch";
     /// An argument KMDF rejects (null required pointer, out-of-range offset, ...).
     pub const INVALID_ARGUMENT: &str = "invalid argument";
+    // -- rules of spin locks, wait locks, events and threads --
+
+    // -- rules of work items, timers and collections --
+
+    // -- rules of requests, I/O targets, queues and devices --
     /// A request was completed twice.
     pub const DOUBLE_COMPLETION: &str = "request completed twice";
     /// A request was completed by a driver that does not own it.

@@ -11,6 +11,8 @@ use crate::types::{KIRQL, NTSTATUS};
 
 pub use crate::framework::faults::{Counters, FaultPoint};
 
+pub mod target;
+
 /// The verifier log.
 pub mod verifier {
     pub use crate::framework::verifier::{Report, rules};

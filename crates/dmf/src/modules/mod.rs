@@ -1,0 +1,21 @@
+//! The DMF modules: one file per module, safe Rust over [`crate::wdf`] and [`crate::core`].
+//!
+//! | Module | Purpose |
+//! |---|---|
+//! | [`buffer_pool`] | a list of fixed-size buffers with per-buffer context; source or sink, optional expiry timers |
+//! | [`buffer_queue`] | producer/consumer pair of buffer pools |
+//! | [`queued_work_item`] | run a callback at passive level once per enqueue, with a copied parameter block |
+//! | [`thread`] | a dedicated system thread with start/stop and work-ready signalling |
+
+pub mod buffer_pool;
+pub mod buffer_queue;
+pub mod queued_work_item;
+pub mod thread;
+
+pub use buffer_pool::{
+    BufferPool, BufferPoolConfig, BufferPoolMode, EnumerationDisposition, PoolBuffer, PutError, PutErrorKind,
+    SourceSettings,
+};
+pub use buffer_queue::{BufferQueue, BufferQueueConfig};
+pub use queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemConfig};
+pub use thread::{Thread, ThreadConfig, ThreadContext, ThreadControl};

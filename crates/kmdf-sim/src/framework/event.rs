@@ -105,19 +105,23 @@ pub(crate) fn change_kind(word: &AtomicU64, kind: Kind) {
 pub(crate) fn deadline(timeout: Option<i64>) -> Option<Instant> {
     let value = timeout?;
     let now = Instant::now();
-    let units = if value < 0 {
-        value.unsigned_abs()
-    } else if value == 0 {
-        0
-    } else {
-        let mut system_time = crate::types::LARGE_INTEGER::default();
-        // SAFETY: the out pointer is a valid local.
-        unsafe { super::time::kernel::KeQuerySystemTimePrecise(&raw mut system_time) };
-        // SAFETY: the simulation always writes the `QuadPart` view.
-        let current = unsafe { system_time.QuadPart };
-        u64::try_from(value.saturating_sub(current)).unwrap_or(0)
+    let units = match value.cmp(&0) {
+        core::cmp::Ordering::Less => value.unsigned_abs(),
+        core::cmp::Ordering::Equal => 0,
+        core::cmp::Ordering::Greater => {
+            let mut system_time = crate::types::LARGE_INTEGER::default();
+            // SAFETY: the out pointer is a valid local.
+            unsafe { super::time::kernel::KeQuerySystemTimePrecise(&raw mut system_time) };
+            // SAFETY: the simulation always writes the `QuadPart` view.
+            let current = unsafe { system_time.QuadPart };
+            u64::try_from(value.saturating_sub(current)).unwrap_or(0)
+        }
     };
-    Some(now.checked_add(Duration::from_nanos(units.saturating_mul(100))).unwrap_or(now + Duration::from_secs(86_400 * 365)))
+    // A deadline too far to represent is, in practice, never.
+    Some(
+        now.checked_add(Duration::from_nanos(units.saturating_mul(100)))
+            .unwrap_or(now + Duration::from_hours(24 * 365)),
+    )
 }
 
 /// Reads an optional `PLARGE_INTEGER` timeout.
@@ -128,8 +132,10 @@ pub(crate) unsafe fn read_timeout(timeout: crate::types::PLARGE_INTEGER) -> Opti
     if timeout.is_null() {
         return None;
     }
-    // SAFETY: non-null and readable by the caller's contract; every bit pattern is a valid i64.
-    Some(unsafe { (*timeout).QuadPart })
+    // SAFETY: non-null and readable by the caller's contract.
+    let value = unsafe { timeout.read() };
+    // SAFETY: every bit pattern of the union is a valid `QuadPart`.
+    Some(unsafe { value.QuadPart })
 }
 
 /// The verifier check every wait makes: a wait that may block (non-zero or infinite timeout)
@@ -145,7 +151,9 @@ pub(crate) fn check_wait_irql(timeout: Option<i64>, api: &str) -> bool {
     verifier::report(
         rules::WAIT_AT_DISPATCH,
         api,
-        format!("a wait with a non-zero timeout at IRQL {now}; such waits are allowed at IRQL <= APC_LEVEL only"),
+        format!(
+            "a wait with a non-zero timeout at IRQL {now}; such waits are allowed at IRQL <= APC_LEVEL only"
+        ),
     );
     false
 }
@@ -155,8 +163,12 @@ enum Invalid {
     Uninitialized(usize),
 }
 
-/// Waits on dispatcher headers (WaitAny or WaitAll) until `deadline`.
-fn wait_on(words: &[&AtomicU64], wait_all: bool, deadline: Option<Instant>) -> Result<i32, Invalid> {
+/// Waits on dispatcher headers (`WaitAny` or `WaitAll`) until `deadline`.
+fn wait_on(
+    words: &[&AtomicU64],
+    wait_all: bool,
+    deadline: Option<Instant>,
+) -> Result<i32, Invalid> {
     let mut guard = dispatcher();
     loop {
         let mut states = Vec::with_capacity(words.len());
@@ -175,7 +187,7 @@ fn wait_on(words: &[&AtomicU64], wait_all: bool, deadline: Option<Instant>) -> R
             }
         } else if let Some(index) = states.iter().position(|&(_, signaled)| signaled) {
             consume(words[index], states[index].0);
-            return Ok(crate::constants::STATUS_WAIT_0 + index as i32);
+            return Ok(crate::constants::STATUS_WAIT_0 + i32::try_from(index).unwrap_or(i32::MAX));
         }
         match deadline {
             None => guard = WAKE.wait(guard).unwrap_or_else(PoisonError::into_inner),
@@ -184,7 +196,10 @@ fn wait_on(words: &[&AtomicU64], wait_all: bool, deadline: Option<Instant>) -> R
                 if now >= deadline {
                     return Ok(crate::constants::STATUS_TIMEOUT);
                 }
-                guard = WAKE.wait_timeout(guard, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+                guard = WAKE
+                    .wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
     }
@@ -198,7 +213,11 @@ fn consume(word: &AtomicU64, kind: Kind) {
 }
 
 /// Checks a header's marker on behalf of `api`; reports an uninitialized or dead object.
-fn check_initialized(word: &AtomicU64, object: *const core::ffi::c_void, api: &str) -> Option<(Kind, bool)> {
+fn check_initialized(
+    word: &AtomicU64,
+    object: *const core::ffi::c_void,
+    api: &str,
+) -> Option<(Kind, bool)> {
     match decode(word.load(Ordering::SeqCst)) {
         Some((Kind::DeadThread, _)) => {
             verifier::report(
@@ -213,7 +232,9 @@ fn check_initialized(word: &AtomicU64, object: *const core::ffi::c_void, api: &s
             verifier::report(
                 rules::INVALID_ARGUMENT,
                 api,
-                format!("{object:p} is not an initialized dispatcher object (call KeInitializeEvent first)"),
+                format!(
+                    "{object:p} is not an initialized dispatcher object (call KeInitializeEvent first)"
+                ),
             );
             None
         }
@@ -223,15 +244,18 @@ fn check_initialized(word: &AtomicU64, object: *const core::ffi::c_void, api: &s
 /// The kernel functions of this area.
 #[allow(non_snake_case)]
 pub mod kernel {
-    use super::{Invalid, Kind, check_initialized, check_wait_irql, deadline, read_timeout, state_word};
+    use super::{
+        Invalid, Kind, check_initialized, check_wait_irql, deadline, read_timeout, state_word,
+    };
     use crate::constants::{
-        MAXIMUM_WAIT_OBJECTS, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, THREAD_WAIT_OBJECTS,
+        MAXIMUM_WAIT_OBJECTS, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
+        THREAD_WAIT_OBJECTS,
     };
     use crate::framework::irql;
     use crate::framework::verifier::{self, rules};
     use crate::types::{
-        _EVENT_TYPE, _WAIT_TYPE, BOOLEAN, EVENT_TYPE, KPRIORITY, KPROCESSOR_MODE, KWAIT_REASON, LONG, NTSTATUS,
-        PKWAIT_BLOCK, PLARGE_INTEGER, PRKEVENT, PVOID, ULONG, WAIT_TYPE,
+        _EVENT_TYPE, _WAIT_TYPE, BOOLEAN, EVENT_TYPE, KPRIORITY, KPROCESSOR_MODE, KWAIT_REASON,
+        LONG, NTSTATUS, PKWAIT_BLOCK, PLARGE_INTEGER, PRKEVENT, PVOID, ULONG, WAIT_TYPE,
     };
 
     /// Initializes a caller-owned event as a notification or synchronization event.
@@ -245,7 +269,11 @@ pub mod kernel {
             _EVENT_TYPE::NotificationEvent => Kind::Notification,
             _EVENT_TYPE::SynchronizationEvent => Kind::Synchronization,
             other => {
-                verifier::report(rules::INVALID_ARGUMENT, API, format!("unknown EVENT_TYPE {other}"));
+                verifier::report(
+                    rules::INVALID_ARGUMENT,
+                    API,
+                    format!("unknown EVENT_TYPE {other}"),
+                );
                 return;
             }
         };
@@ -255,7 +283,11 @@ pub mod kernel {
     }
 
     /// Signals an event; returns its previous state (nonzero if it was signaled).
-    pub unsafe extern "C" fn KeSetEvent(Event: PRKEVENT, _Increment: KPRIORITY, _Wait: BOOLEAN) -> LONG {
+    pub unsafe extern "C" fn KeSetEvent(
+        Event: PRKEVENT,
+        _Increment: KPRIORITY,
+        _Wait: BOOLEAN,
+    ) -> LONG {
         const API: &str = "KeSetEvent";
         if !irql::require_at_most(irql::DISPATCH, API) || Event.is_null() {
             return 0;
@@ -300,7 +332,8 @@ pub mod kernel {
         }
         // SAFETY: a non-null KEVENT pointer is valid, aligned memory by the API contract.
         let word = unsafe { state_word(Event.cast_const().cast()) };
-        check_initialized(word, Event.cast_const().cast(), API).map_or(0, |(_, signaled)| LONG::from(signaled))
+        check_initialized(word, Event.cast_const().cast(), API)
+            .map_or(0, |(_, signaled)| LONG::from(signaled))
     }
 
     /// Waits for an event or a thread object. Returns `STATUS_SUCCESS` or `STATUS_TIMEOUT`;
@@ -320,7 +353,7 @@ pub mod kernel {
     }
 
     /// Waits for any or all of up to `MAXIMUM_WAIT_OBJECTS` objects. Returns `STATUS_SUCCESS`
-    /// (WaitAll), `STATUS_WAIT_0 + n` (WaitAny: the first signaled object), `STATUS_TIMEOUT`.
+    /// (`WaitAll`), `STATUS_WAIT_0 + n` (`WaitAny`: the first signaled object), `STATUS_TIMEOUT`.
     #[must_use]
     pub unsafe extern "C" fn KeWaitForMultipleObjects(
         Count: ULONG,
@@ -337,7 +370,9 @@ pub mod kernel {
             verifier::report(
                 rules::INVALID_ARGUMENT,
                 API,
-                format!("Count is {Count}; it must be 1..={MAXIMUM_WAIT_OBJECTS} with a non-null Object array"),
+                format!(
+                    "Count is {Count}; it must be 1..={MAXIMUM_WAIT_OBJECTS} with a non-null Object array"
+                ),
             );
             return STATUS_INVALID_PARAMETER;
         }
@@ -345,7 +380,9 @@ pub mod kernel {
             verifier::report(
                 rules::INVALID_ARGUMENT,
                 API,
-                format!("waiting on {Count} objects needs a WaitBlockArray (more than THREAD_WAIT_OBJECTS)"),
+                format!(
+                    "waiting on {Count} objects needs a WaitBlockArray (more than THREAD_WAIT_OBJECTS)"
+                ),
             );
             return STATUS_INVALID_PARAMETER;
         }
@@ -353,7 +390,11 @@ pub mod kernel {
             _WAIT_TYPE::WaitAll => true,
             _WAIT_TYPE::WaitAny => false,
             other => {
-                verifier::report(rules::INVALID_ARGUMENT, API, format!("unknown WAIT_TYPE {other}"));
+                verifier::report(
+                    rules::INVALID_ARGUMENT,
+                    API,
+                    format!("unknown WAIT_TYPE {other}"),
+                );
                 return STATUS_INVALID_PARAMETER;
             }
         };
@@ -365,7 +406,12 @@ pub mod kernel {
 
     /// # Safety
     /// Every object is a live dispatcher object; `timeout` is null or readable.
-    unsafe fn wait(api: &str, objects: &mut [PVOID], wait_all: bool, timeout: PLARGE_INTEGER) -> NTSTATUS {
+    unsafe fn wait(
+        api: &str,
+        objects: &mut [PVOID],
+        wait_all: bool,
+        timeout: PLARGE_INTEGER,
+    ) -> NTSTATUS {
         // SAFETY: forwarded from the caller.
         let timeout = unsafe { read_timeout(timeout) };
         if !check_wait_irql(timeout, api) {
@@ -374,7 +420,11 @@ pub mod kernel {
         let mut words = Vec::with_capacity(objects.len());
         for &object in objects.iter() {
             if object.is_null() {
-                verifier::report(rules::INVALID_ARGUMENT, api, "null object pointer".to_string());
+                verifier::report(
+                    rules::INVALID_ARGUMENT,
+                    api,
+                    "null object pointer".to_string(),
+                );
                 return STATUS_INVALID_PARAMETER;
             }
             // SAFETY: each object is a live dispatcher object by the caller's contract.
@@ -390,7 +440,10 @@ pub mod kernel {
                 verifier::report(
                     rules::INVALID_HANDLE,
                     api,
-                    format!("object {:p} was invalidated during the wait", objects[index]),
+                    format!(
+                        "object {:p} was invalidated during the wait",
+                        objects[index]
+                    ),
                 );
                 STATUS_INVALID_PARAMETER
             }

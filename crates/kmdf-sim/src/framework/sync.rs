@@ -14,8 +14,13 @@ use super::object::{self, Attributes, Payload};
 use super::table::Entry;
 use super::verifier::{self, rules};
 use super::{event, irql, wdf_entry};
-use crate::constants::{STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_TIMEOUT};
-use crate::types::{KIRQL, NTSTATUS, PLONGLONG, PWDF_DRIVER_GLOBALS, PWDF_OBJECT_ATTRIBUTES, WDFSPINLOCK, WDFWAITLOCK};
+use crate::constants::{
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_TIMEOUT,
+};
+use crate::types::{
+    KIRQL, NTSTATUS, PLONGLONG, PWDF_DRIVER_GLOBALS, PWDF_OBJECT_ATTRIBUTES, WDFSPINLOCK,
+    WDFWAITLOCK,
+};
 
 /// KMDF type name of spin locks.
 pub(crate) const SPIN_LOCK: &str = "WDFSPINLOCK";
@@ -54,19 +59,33 @@ impl Payload for Lock {
     }
 }
 
-fn create(kind: &'static str, attributes: PWDF_OBJECT_ATTRIBUTES, out: *mut usize, api: &str) -> NTSTATUS {
+fn create(
+    kind: &'static str,
+    attributes: PWDF_OBJECT_ATTRIBUTES,
+    out: *mut usize,
+    api: &str,
+) -> NTSTATUS {
     if !irql::require_at_most(irql::DISPATCH, api) {
         return STATUS_INVALID_DEVICE_REQUEST;
     }
     if out.is_null() {
-        verifier::report(rules::INVALID_ARGUMENT, api, "null out handle pointer".to_string());
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            api,
+            "null out handle pointer".to_string(),
+        );
         return STATUS_INVALID_PARAMETER;
     }
     let attributes = match Attributes::read(attributes, api) {
         Ok(attributes) => attributes,
         Err(status) => return status,
     };
-    match object::create(kind, &attributes, object::default_parent(), Box::new(Lock::default())) {
+    match object::create(
+        kind,
+        &attributes,
+        object::default_parent(),
+        Box::new(Lock::default()),
+    ) {
         Ok(handle) => {
             // SAFETY: `out` is non-null and writable by the API contract.
             unsafe { out.write(handle) };
@@ -86,8 +105,13 @@ unsafe extern "C" fn wdf_spin_lock_create(
 
 unsafe extern "C" fn wdf_spin_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, spin_lock: WDFSPINLOCK) {
     const API: &str = "WdfSpinLockAcquire";
-    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(spin_lock), SPIN_LOCK, API) else { return };
-    let Some(lock) = object.payload::<Lock>() else { return };
+    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(spin_lock), SPIN_LOCK, API)
+    else {
+        return;
+    };
+    let Some(lock) = object.payload::<Lock>() else {
+        return;
+    };
     if !irql::require_at_most(irql::DISPATCH, API) {
         return;
     }
@@ -98,14 +122,18 @@ unsafe extern "C" fn wdf_spin_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, spin_l
         verifier::report(
             rules::SPIN_LOCK_MISUSE,
             &*object,
-            "acquired again by the thread that holds it (a deadlock on Windows); not acquired".to_string(),
+            "acquired again by the thread that holds it (a deadlock on Windows); not acquired"
+                .to_string(),
         );
         return;
     }
     // The kernel raises before spinning; a blocked acquirer is at DISPATCH_LEVEL too.
     let saved = irql::raise(irql::DISPATCH);
     while holder.owner.is_some() {
-        holder = lock.released.wait(holder).unwrap_or_else(PoisonError::into_inner);
+        holder = lock
+            .released
+            .wait(holder)
+            .unwrap_or_else(PoisonError::into_inner);
     }
     holder.owner = Some(me);
     holder.saved_irql = saved;
@@ -114,12 +142,21 @@ unsafe extern "C" fn wdf_spin_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, spin_l
 
 unsafe extern "C" fn wdf_spin_lock_release(_globals: PWDF_DRIVER_GLOBALS, spin_lock: WDFSPINLOCK) {
     const API: &str = "WdfSpinLockRelease";
-    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(spin_lock), SPIN_LOCK, API) else { return };
-    let Some(lock) = object.payload::<Lock>() else { return };
+    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(spin_lock), SPIN_LOCK, API)
+    else {
+        return;
+    };
+    let Some(lock) = object.payload::<Lock>() else {
+        return;
+    };
     let mut holder = lock.holder();
     if holder.owner != Some(std::thread::current().id()) {
         drop(holder);
-        verifier::report(rules::SPIN_LOCK_MISUSE, &*object, "released by a thread that does not hold it".to_string());
+        verifier::report(
+            rules::SPIN_LOCK_MISUSE,
+            &*object,
+            "released by a thread that does not hold it".to_string(),
+        );
         return;
     }
     holder.owner = None;
@@ -138,12 +175,19 @@ unsafe extern "C" fn wdf_wait_lock_create(
     create(WAIT_LOCK, attributes, lock.cast(), "WdfWaitLockCreate")
 }
 
-unsafe extern "C" fn wdf_wait_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, wait_lock: WDFWAITLOCK, timeout: PLONGLONG) -> NTSTATUS {
+unsafe extern "C" fn wdf_wait_lock_acquire(
+    _globals: PWDF_DRIVER_GLOBALS,
+    wait_lock: WDFWAITLOCK,
+    timeout: PLONGLONG,
+) -> NTSTATUS {
     const API: &str = "WdfWaitLockAcquire";
-    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(wait_lock), WAIT_LOCK, API) else {
+    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(wait_lock), WAIT_LOCK, API)
+    else {
         return STATUS_INVALID_PARAMETER;
     };
-    let Some(lock) = object.payload::<Lock>() else { return STATUS_INVALID_PARAMETER };
+    let Some(lock) = object.payload::<Lock>() else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let timeout = if timeout.is_null() {
         None
     } else {
@@ -177,19 +221,33 @@ unsafe extern "C" fn wdf_wait_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, wait_l
         verifier::report(
             rules::WAIT_LOCK_MISUSE,
             &*object,
-            "acquired again by the thread that holds it (a deadlock on Windows); not acquired".to_string(),
+            "acquired again by the thread that holds it (a deadlock on Windows); not acquired"
+                .to_string(),
         );
-        return if timeout.is_some() { STATUS_TIMEOUT } else { STATUS_INVALID_DEVICE_REQUEST };
+        return if timeout.is_some() {
+            STATUS_TIMEOUT
+        } else {
+            STATUS_INVALID_DEVICE_REQUEST
+        };
     }
     while holder.owner.is_some() {
         match deadline {
-            None => holder = lock.released.wait(holder).unwrap_or_else(PoisonError::into_inner),
+            None => {
+                holder = lock
+                    .released
+                    .wait(holder)
+                    .unwrap_or_else(PoisonError::into_inner)
+            }
             Some(deadline) => {
                 let now = Instant::now();
                 if now >= deadline {
                     return STATUS_TIMEOUT;
                 }
-                holder = lock.released.wait_timeout(holder, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+                holder = lock
+                    .released
+                    .wait_timeout(holder, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
     }
@@ -199,15 +257,24 @@ unsafe extern "C" fn wdf_wait_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, wait_l
 
 unsafe extern "C" fn wdf_wait_lock_release(_globals: PWDF_DRIVER_GLOBALS, wait_lock: WDFWAITLOCK) {
     const API: &str = "WdfWaitLockRelease";
-    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(wait_lock), WAIT_LOCK, API) else { return };
-    let Some(lock) = object.payload::<Lock>() else { return };
+    let Some(object) = object::lookup_payload::<Lock>(object::handle_of(wait_lock), WAIT_LOCK, API)
+    else {
+        return;
+    };
+    let Some(lock) = object.payload::<Lock>() else {
+        return;
+    };
     if !irql::require_at_most(irql::DISPATCH, API) {
         return;
     }
     let mut holder = lock.holder();
     if holder.owner != Some(std::thread::current().id()) {
         drop(holder);
-        verifier::report(rules::WAIT_LOCK_MISUSE, &*object, "released by a thread that does not hold it".to_string());
+        verifier::report(
+            rules::WAIT_LOCK_MISUSE,
+            &*object,
+            "released by a thread that does not hold it".to_string(),
+        );
         return;
     }
     holder.owner = None;
@@ -216,12 +283,36 @@ unsafe extern "C" fn wdf_wait_lock_release(_globals: PWDF_DRIVER_GLOBALS, wait_l
 }
 
 pub(crate) const ENTRIES: &[Entry] = &[
-    wdf_entry!(WdfSpinLockCreateTableIndex, PFN_WDFSPINLOCKCREATE, wdf_spin_lock_create),
-    wdf_entry!(WdfSpinLockAcquireTableIndex, PFN_WDFSPINLOCKACQUIRE, wdf_spin_lock_acquire),
-    wdf_entry!(WdfSpinLockReleaseTableIndex, PFN_WDFSPINLOCKRELEASE, wdf_spin_lock_release),
-    wdf_entry!(WdfWaitLockCreateTableIndex, PFN_WDFWAITLOCKCREATE, wdf_wait_lock_create),
-    wdf_entry!(WdfWaitLockAcquireTableIndex, PFN_WDFWAITLOCKACQUIRE, wdf_wait_lock_acquire),
-    wdf_entry!(WdfWaitLockReleaseTableIndex, PFN_WDFWAITLOCKRELEASE, wdf_wait_lock_release),
+    wdf_entry!(
+        WdfSpinLockCreateTableIndex,
+        PFN_WDFSPINLOCKCREATE,
+        wdf_spin_lock_create
+    ),
+    wdf_entry!(
+        WdfSpinLockAcquireTableIndex,
+        PFN_WDFSPINLOCKACQUIRE,
+        wdf_spin_lock_acquire
+    ),
+    wdf_entry!(
+        WdfSpinLockReleaseTableIndex,
+        PFN_WDFSPINLOCKRELEASE,
+        wdf_spin_lock_release
+    ),
+    wdf_entry!(
+        WdfWaitLockCreateTableIndex,
+        PFN_WDFWAITLOCKCREATE,
+        wdf_wait_lock_create
+    ),
+    wdf_entry!(
+        WdfWaitLockAcquireTableIndex,
+        PFN_WDFWAITLOCKACQUIRE,
+        wdf_wait_lock_acquire
+    ),
+    wdf_entry!(
+        WdfWaitLockReleaseTableIndex,
+        PFN_WDFWAITLOCKRELEASE,
+        wdf_wait_lock_release
+    ),
 ];
 
 /// Kernel functions of this area, re-exported from `ntddk` (none: WDF locks only).

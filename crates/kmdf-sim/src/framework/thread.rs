@@ -68,13 +68,14 @@ thread_local! {
     static CURRENT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Kernel handles have the top bit set (OBJ_KERNEL_HANDLE); the low two bits are always clear.
+/// Kernel handles have the top bit set (`OBJ_KERNEL_HANDLE`); the low two bits are always clear.
 const KERNEL_HANDLE_BASE: usize = 0xFFFF_FFFF_8000_0000;
 
 /// The value `*PsThreadType` points at: only its address matters.
 pub(crate) static mut THREAD_OBJECT_TYPE: u64 = 0;
 /// What `PsThreadType` points at.
-pub(crate) static mut THREAD_TYPE: crate::types::POBJECT_TYPE = (&raw mut THREAD_OBJECT_TYPE).cast();
+pub(crate) static mut THREAD_TYPE: crate::types::POBJECT_TYPE =
+    (&raw mut THREAD_OBJECT_TYPE).cast();
 
 /// Drops one reference; at zero the object is marked dead (its memory is kept, see the module
 /// documentation). Returns the references left, or `None` for an unknown object.
@@ -116,7 +117,8 @@ pub(crate) fn check_leaks() {
             verifier::report(
                 rules::SYSTEM_THREAD_RUNNING,
                 format!("system thread #{}", record.id),
-                "still running; a driver must wait for its threads to exit before it unloads".to_string(),
+                "still running; a driver must wait for its threads to exit before it unloads"
+                    .to_string(),
             );
         }
         let from_handles = leaked_references.get(&address).copied().unwrap_or(0);
@@ -134,7 +136,7 @@ pub(crate) fn check_leaks() {
     }
 }
 
-/// The system thread's body: runs the start routine at PASSIVE_LEVEL, then signals the object
+/// The system thread's body: runs the start routine at `PASSIVE_LEVEL`, then signals the object
 /// and drops the thread's own reference.
 fn run(address: usize, routine: unsafe extern "C" fn(crate::types::PVOID), context: usize) {
     CURRENT.with(|current| current.set(address));
@@ -160,19 +162,19 @@ fn run(address: usize, routine: unsafe extern "C" fn(crate::types::PVOID), conte
 pub mod kernel {
     use super::{KERNEL_HANDLE_BASE, Kind, Record, ThreadObject, registry, release};
     use crate::constants::{
-        STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, STATUS_OBJECT_TYPE_MISMATCH,
-        STATUS_SUCCESS, THREAD_ALL_ACCESS,
+        STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
+        STATUS_OBJECT_TYPE_MISMATCH, STATUS_SUCCESS, THREAD_ALL_ACCESS,
     };
     use crate::framework::verifier::{self, rules};
     use crate::framework::{event, faults, irql};
     use crate::types::{
-        ACCESS_MASK, BOOLEAN, HANDLE, KPROCESSOR_MODE, LONG_PTR, NTSTATUS, OBJECT_ATTRIBUTES, PCLIENT_ID,
-        PHANDLE, PKSTART_ROUTINE, PLARGE_INTEGER, POBJECT_ATTRIBUTES, POBJECT_HANDLE_INFORMATION, POBJECT_TYPE,
-        PVOID, ULONG,
+        ACCESS_MASK, BOOLEAN, HANDLE, KPROCESSOR_MODE, LONG_PTR, NTSTATUS, OBJECT_ATTRIBUTES,
+        PCLIENT_ID, PHANDLE, PKSTART_ROUTINE, PLARGE_INTEGER, POBJECT_ATTRIBUTES,
+        POBJECT_HANDLE_INFORMATION, POBJECT_TYPE, PVOID, ULONG,
     };
 
     /// Creates a system thread that runs `StartRoutine(StartContext)` at `PASSIVE_LEVEL` and
-    /// returns a kernel handle to it. PASSIVE_LEVEL only.
+    /// returns a kernel handle to it. `PASSIVE_LEVEL` only.
     #[must_use]
     pub unsafe extern "C" fn PsCreateSystemThread(
         ThreadHandle: PHANDLE,
@@ -188,11 +190,19 @@ pub mod kernel {
             return STATUS_INVALID_DEVICE_REQUEST;
         }
         let Some(routine) = StartRoutine else {
-            verifier::report(rules::INVALID_ARGUMENT, API, "null StartRoutine".to_string());
+            verifier::report(
+                rules::INVALID_ARGUMENT,
+                API,
+                "null StartRoutine".to_string(),
+            );
             return STATUS_INVALID_PARAMETER;
         };
         if ThreadHandle.is_null() {
-            verifier::report(rules::INVALID_ARGUMENT, API, "null ThreadHandle".to_string());
+            verifier::report(
+                rules::INVALID_ARGUMENT,
+                API,
+                "null ThreadHandle".to_string(),
+            );
             return STATUS_INVALID_PARAMETER;
         }
         if !ObjectAttributes.is_null() {
@@ -202,7 +212,10 @@ pub mod kernel {
                 verifier::report(
                     rules::BAD_STRUCTURE_SIZE,
                     API,
-                    format!("OBJECT_ATTRIBUTES.Length is {length}, expected {}", size_of::<OBJECT_ATTRIBUTES>()),
+                    format!(
+                        "OBJECT_ATTRIBUTES.Length is {length}, expected {}",
+                        size_of::<OBJECT_ATTRIBUTES>()
+                    ),
                 );
                 return STATUS_INVALID_PARAMETER;
             }
@@ -215,12 +228,22 @@ pub mod kernel {
         let id = registry.next_id;
         registry.next_handle += 1;
         let handle = KERNEL_HANDLE_BASE + registry.next_handle * 4;
-        let object: &'static ThreadObject = Box::leak(Box::new(ThreadObject { header: Default::default(), id }));
+        let object: &'static ThreadObject = Box::leak(Box::new(ThreadObject {
+            header: crate::types::KEVENT::default(),
+            id,
+        }));
         event::initialize(object.word(), Kind::Thread, false);
         let address = core::ptr::from_ref(object) as usize;
         registry.handles.insert(handle, address);
         // The handle and the running thread each hold a reference.
-        registry.objects.insert(address, Record { id, references: 2, running: true });
+        registry.objects.insert(
+            address,
+            Record {
+                id,
+                references: 2,
+                running: true,
+            },
+        );
         drop(registry);
         let context = StartContext as usize;
         let spawned = std::thread::Builder::new()
@@ -237,14 +260,17 @@ pub mod kernel {
         if !ClientId.is_null() {
             // SAFETY: a non-null ClientId is writable by the API contract.
             unsafe {
-                ClientId.write(crate::types::CLIENT_ID { UniqueProcess: 4 as HANDLE, UniqueThread: (id as usize * 4) as HANDLE });
+                ClientId.write(crate::types::CLIENT_ID {
+                    UniqueProcess: 4 as HANDLE,
+                    UniqueThread: (id as usize * 4) as HANDLE,
+                });
             }
         }
         STATUS_SUCCESS
     }
 
     /// Takes a reference on the object behind a handle. Only thread handles exist here, so
-    /// `ObjectType` must be null or `*PsThreadType`. PASSIVE_LEVEL only.
+    /// `ObjectType` must be null or `*PsThreadType`. `PASSIVE_LEVEL` only.
     #[must_use]
     pub unsafe extern "C" fn ObReferenceObjectByHandle(
         Handle: HANDLE,
@@ -259,7 +285,11 @@ pub mod kernel {
             return STATUS_INVALID_DEVICE_REQUEST;
         }
         if Object.is_null() {
-            verifier::report(rules::INVALID_ARGUMENT, API, "null Object out pointer".to_string());
+            verifier::report(
+                rules::INVALID_ARGUMENT,
+                API,
+                "null Object out pointer".to_string(),
+            );
             return STATUS_INVALID_PARAMETER;
         }
         // SAFETY: only the address of the static is taken.
@@ -270,7 +300,11 @@ pub mod kernel {
         let mut registry = registry();
         let Some(&address) = registry.handles.get(&(Handle as usize)) else {
             drop(registry);
-            verifier::report(rules::INVALID_HANDLE, API, format!("{Handle:p} is not an open kernel handle"));
+            verifier::report(
+                rules::INVALID_HANDLE,
+                API,
+                format!("{Handle:p} is not an open kernel handle"),
+            );
             return STATUS_INVALID_HANDLE;
         };
         if let Some(record) = registry.objects.get_mut(&address) {
@@ -281,10 +315,9 @@ pub mod kernel {
         unsafe { Object.write(address as PVOID) };
         if !HandleInformation.is_null() {
             // SAFETY: a non-null HandleInformation is writable by the API contract.
-            unsafe {
-                HandleInformation
-                    .write(crate::types::_OBJECT_HANDLE_INFORMATION { HandleAttributes: 0, GrantedAccess: THREAD_ALL_ACCESS });
-            }
+            unsafe { (*HandleInformation).HandleAttributes = 0 };
+            // SAFETY: as above.
+            unsafe { (*HandleInformation).GrantedAccess = THREAD_ALL_ACCESS };
         }
         STATUS_SUCCESS
     }
@@ -308,7 +341,7 @@ pub mod kernel {
         0
     }
 
-    /// Closes a kernel handle. PASSIVE_LEVEL only.
+    /// Closes a kernel handle. `PASSIVE_LEVEL` only.
     #[must_use]
     pub unsafe extern "C" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
         const API: &str = "ZwClose";
@@ -318,7 +351,11 @@ pub mod kernel {
         let mut registry = registry();
         let Some(address) = registry.handles.remove(&(Handle as usize)) else {
             drop(registry);
-            verifier::report(rules::INVALID_HANDLE, API, format!("{Handle:p} is not an open kernel handle"));
+            verifier::report(
+                rules::INVALID_HANDLE,
+                API,
+                format!("{Handle:p} is not an open kernel handle"),
+            );
             return STATUS_INVALID_HANDLE;
         };
         release(&mut registry, address);
@@ -333,7 +370,11 @@ pub mod kernel {
     pub unsafe extern "C" fn PsTerminateSystemThread(_ExitStatus: NTSTATUS) -> NTSTATUS {
         const API: &str = "PsTerminateSystemThread";
         if super::CURRENT.with(std::cell::Cell::get) == 0 {
-            verifier::report(rules::NOT_A_SYSTEM_THREAD, API, "the calling thread is not a system thread".to_string());
+            verifier::report(
+                rules::NOT_A_SYSTEM_THREAD,
+                API,
+                "the calling thread is not a system thread".to_string(),
+            );
             return STATUS_INVALID_PARAMETER;
         }
         if !irql::require_passive(API) {
@@ -343,7 +384,7 @@ pub mod kernel {
     }
 
     /// Puts the calling thread to sleep for a relative (negative, 100 ns units) or until an
-    /// absolute (positive, system time) interval. A wait: PASSIVE_LEVEL or APC_LEVEL only.
+    /// absolute (positive, system time) interval. A wait: `PASSIVE_LEVEL` or `APC_LEVEL` only.
     #[must_use]
     pub unsafe extern "C" fn KeDelayExecutionThread(
         _WaitMode: KPROCESSOR_MODE,

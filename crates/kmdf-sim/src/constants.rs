@@ -109,5 +109,3 @@ pub static mut WdfFunctionCount: ULONG = crate::framework::table::TABLE_LEN as U
 pub const STATUS_OBJECT_NAME_EXISTS: NTSTATUS = 1_073_741_824_i32;
 // The kernel's object type of threads (an `extern` static in wdk-sys); only its identity matters.
 pub static mut PsThreadType: *mut POBJECT_TYPE = &raw mut crate::framework::thread::THREAD_TYPE;
-// The kernel's object type of threads (an `extern` static in wdk-sys); only its identity matters.
-pub static mut PsThreadType: *mut POBJECT_TYPE = &raw mut crate::framework::thread::THREAD_TYPE;

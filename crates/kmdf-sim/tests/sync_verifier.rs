@@ -79,6 +79,42 @@ fn delete<T>(handle: *mut T) {
     unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, handle.cast()) };
 }
 
+fn set(event: *mut KEVENT) -> i32 {
+    // SAFETY: the tests pass live, initialized events (or deliberately uninitialized memory).
+    unsafe { ntddk::KeSetEvent(event, 0, 0) }
+}
+
+fn read(event: *mut KEVENT) -> i32 {
+    // SAFETY: the tests pass live, initialized events.
+    unsafe { ntddk::KeReadStateEvent(event) }
+}
+
+fn reset(event: *mut KEVENT) -> i32 {
+    // SAFETY: the tests pass live, initialized events.
+    unsafe { ntddk::KeResetEvent(event) }
+}
+
+fn clear(event: *mut KEVENT) {
+    // SAFETY: the tests pass live, initialized events.
+    unsafe { ntddk::KeClearEvent(event) };
+}
+
+fn delay_100ns(value: i64) -> i32 {
+    let mut interval = LARGE_INTEGER { QuadPart: value };
+    // SAFETY: the interval is a valid local.
+    unsafe { ntddk::KeDelayExecutionThread(0, 0, &raw mut interval) }
+}
+
+fn terminate() -> i32 {
+    // SAFETY: the tests call this on system threads, which return right after, or on purpose
+    // from another thread.
+    unsafe { ntddk::PsTerminateSystemThread(STATUS_SUCCESS) }
+}
+
+#[allow(
+    clippy::unnecessary_box_returns,
+    reason = "the KEVENT needs a stable address"
+)]
 fn event(kind: wdk_sys::EVENT_TYPE, signaled: bool) -> Box<KEVENT> {
     let mut event = Box::new(KEVENT::default());
     // SAFETY: the event memory is valid and owned by the box.
@@ -342,25 +378,17 @@ fn event_set_reset_and_read() {
     let session = Session::begin();
     let mut notification = event(_EVENT_TYPE::NotificationEvent, false);
     let e = &raw mut *notification;
-    // SAFETY (all calls below): `e` is an initialized event owned by this test.
-    unsafe {
-        assert_eq!(ntddk::KeReadStateEvent(e), 0);
-        assert_eq!(
-            ntddk::KeSetEvent(e, 0, 0),
-            0,
-            "previous state: not signaled"
-        );
-        assert_eq!(ntddk::KeSetEvent(e, 0, 0), 1, "previous state: signaled");
-        assert_eq!(ntddk::KeReadStateEvent(e), 1);
-    }
+    assert_eq!(read(e), 0);
+    assert_eq!(set(e), 0, "previous state: not signaled");
+    assert_eq!(set(e), 1, "previous state: signaled");
+    assert_eq!(read(e), 1);
     assert_eq!(wait_single(ptr(&mut notification), Some(0)), STATUS_SUCCESS);
     assert_eq!(
         wait_single(ptr(&mut notification), Some(0)),
         STATUS_SUCCESS,
         "a notification event stays signaled"
     );
-    // SAFETY: as above.
-    assert_eq!(unsafe { ntddk::KeResetEvent(e) }, 1);
+    assert_eq!(reset(e), 1);
     assert_eq!(wait_single(ptr(&mut notification), Some(0)), STATUS_TIMEOUT);
     let mut synchronization = event(_EVENT_TYPE::SynchronizationEvent, true);
     assert_eq!(
@@ -372,12 +400,9 @@ fn event_set_reset_and_read() {
         STATUS_TIMEOUT,
         "a satisfied wait resets it"
     );
-    // SAFETY: as above.
-    unsafe {
-        ntddk::KeSetEvent(&raw mut *synchronization, 0, 0);
-        ntddk::KeClearEvent(&raw mut *synchronization);
-        assert_eq!(ntddk::KeReadStateEvent(&raw mut *synchronization), 0);
-    }
+    set(&raw mut *synchronization);
+    clear(&raw mut *synchronization);
+    assert_eq!(read(&raw mut *synchronization), 0);
     session.end();
 }
 
@@ -444,15 +469,11 @@ fn wait_for_multiple_objects_any_and_all() {
         "b reset itself; c is next"
     );
     assert_eq!(wait(_WAIT_TYPE::WaitAll), STATUS_TIMEOUT);
-    // SAFETY: live events.
-    unsafe {
-        ntddk::KeSetEvent(&raw mut *a, 0, 0);
-        ntddk::KeSetEvent(&raw mut *b, 0, 0);
-    }
+    set(&raw mut *a);
+    set(&raw mut *b);
     assert_eq!(wait(_WAIT_TYPE::WaitAll), STATUS_SUCCESS);
-    // SAFETY: live event.
     assert_eq!(
-        unsafe { ntddk::KeReadStateEvent(&raw mut *b) },
+        read(&raw mut *b),
         0,
         "WaitAll consumed the synchronization event"
     );
@@ -493,8 +514,8 @@ fn uninitialized_event_is_reported() {
     let mut session = Session::begin();
     session.expect_violation(rules::INVALID_ARGUMENT);
     let mut raw = Box::new(KEVENT::default());
-    // SAFETY: valid memory, deliberately not initialized.
-    assert_eq!(unsafe { ntddk::KeSetEvent(&raw mut *raw, 0, 0) }, 0);
+    // Valid memory, deliberately not initialized.
+    assert_eq!(set(&raw mut *raw), 0);
     assert_eq!(
         wait_single(ptr(&mut raw), Some(0)),
         STATUS_INVALID_PARAMETER
@@ -530,11 +551,7 @@ fn waits_above_apc_level_are_reported() {
             STATUS_TIMEOUT
         )
     );
-    let mut interval = LARGE_INTEGER { QuadPart: -10 };
-    // SAFETY: the interval is a valid local.
-    let delayed = sim::at_irql(DISPATCH, || unsafe {
-        ntddk::KeDelayExecutionThread(0, 0, &raw mut interval)
-    });
+    let delayed = sim::at_irql(DISPATCH, || delay_100ns(-10));
     assert_eq!(delayed, STATUS_INVALID_DEVICE_REQUEST);
     assert_eq!(
         rules_of(&sim::verifier::take_reports()),
@@ -554,17 +571,11 @@ fn set_event_above_dispatch_is_reported() {
     session.expect_violation(rules::IRQL_TOO_HIGH);
     let mut e = event(_EVENT_TYPE::NotificationEvent, false);
     let raw = &raw mut *e;
-    // SAFETY: a live event.
-    sim::at_irql(HIGH_LEVEL as u8, || unsafe { ntddk::KeSetEvent(raw, 0, 0) });
+    sim::at_irql(HIGH_LEVEL as u8, || set(raw));
     let reports = sim::verifier::take_reports();
     assert_eq!(rules_of(&reports), [rules::IRQL_TOO_HIGH]);
     assert_eq!(reports[0].object, "KeSetEvent");
-    // SAFETY: a live event.
-    assert_eq!(
-        unsafe { ntddk::KeReadStateEvent(raw) },
-        0,
-        "the refused set did not signal"
-    );
+    assert_eq!(read(raw), 0, "the refused set did not signal");
     session.end();
 }
 
@@ -573,10 +584,8 @@ static STARTED: AtomicU32 = AtomicU32::new(0);
 unsafe extern "C" fn count_and_terminate(context: PVOID) {
     STARTED.fetch_add(1, Ordering::SeqCst);
     assert_eq!(irql(), PASSIVE_LEVEL as u8);
-    // SAFETY: the context is a live event the test waits on.
-    unsafe { ntddk::KeSetEvent(context.cast(), 0, 0) };
-    // SAFETY: called on a system thread, which returns right after.
-    let status = unsafe { ntddk::PsTerminateSystemThread(STATUS_SUCCESS) };
+    set(context.cast());
+    let status = terminate();
     assert_eq!(status, STATUS_SUCCESS);
 }
 
@@ -601,7 +610,9 @@ fn create_thread(routine: unsafe extern "C" fn(PVOID), context: PVOID) -> HANDLE
 fn reference(handle: HANDLE) -> PVOID {
     let mut object: PVOID = core::ptr::null_mut();
     // SAFETY: reads the thread type pointer.
-    let thread_type = unsafe { *wdk_sys::PsThreadType };
+    let thread_type_pointer = unsafe { wdk_sys::PsThreadType };
+    // SAFETY: it points at the thread object type.
+    let thread_type = unsafe { *thread_type_pointer };
     // SAFETY: valid out pointer.
     let status = unsafe {
         ntddk::ObReferenceObjectByHandle(
@@ -647,11 +658,7 @@ fn system_thread_runs_and_its_object_signals_at_exit() {
 fn terminate_from_a_non_system_thread_is_reported() {
     let mut session = Session::begin();
     session.expect_violation(rules::NOT_A_SYSTEM_THREAD);
-    // SAFETY: deliberately misused.
-    assert_eq!(
-        unsafe { ntddk::PsTerminateSystemThread(STATUS_SUCCESS) },
-        STATUS_INVALID_PARAMETER
-    );
+    assert_eq!(terminate(), STATUS_INVALID_PARAMETER);
     assert_eq!(
         rules_of(&sim::verifier::take_reports()),
         [rules::NOT_A_SYSTEM_THREAD]
@@ -702,8 +709,7 @@ fn leaked_handles_references_and_running_threads_are_reported_at_teardown() {
             .any(|r| r.message.contains("ObfDereferenceObject")),
         "{reports:?}"
     );
-    // SAFETY: a live (leaked) event.
-    unsafe { ntddk::KeSetEvent(&raw mut *release, 0, 0) };
+    set(&raw mut *release);
     session.end();
 }
 
@@ -724,13 +730,8 @@ fn closing_an_unknown_handle_is_reported() {
 #[test]
 fn delay_waits_for_the_interval() {
     let session = Session::begin();
-    let mut interval = LARGE_INTEGER { QuadPart: -200_000 }; // 20 ms
     let started = Instant::now();
-    // SAFETY: the interval is a valid local.
-    assert_eq!(
-        unsafe { ntddk::KeDelayExecutionThread(0, 0, &raw mut interval) },
-        STATUS_SUCCESS
-    );
+    assert_eq!(delay_100ns(-200_000), STATUS_SUCCESS); // 20 ms
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(20) && elapsed < Duration::from_secs(5),

@@ -236,7 +236,7 @@ unsafe extern "C" fn wdf_wait_lock_acquire(
                 holder = lock
                     .released
                     .wait(holder)
-                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
             Some(deadline) => {
                 let now = Instant::now();

@@ -37,6 +37,16 @@ pub mod rules {
     /// An argument KMDF rejects (null required pointer, out-of-range offset, ...).
     pub const INVALID_ARGUMENT: &str = "invalid argument";
     // -- rules of spin locks, wait locks, events and threads --
+    /// A wait lock was acquired again by its owner or released by a thread that does not own it.
+    pub const WAIT_LOCK_MISUSE: &str = "wait lock misuse";
+    /// A spin lock or wait lock was deleted while a thread held it.
+    pub const LOCK_DELETED_WHILE_HELD: &str = "lock deleted while held";
+    /// A kernel handle was never closed, or a referenced kernel object never dereferenced.
+    pub const KERNEL_HANDLE_LEAKED: &str = "kernel handle or object reference leaked at teardown";
+    /// A system thread was still running at teardown.
+    pub const SYSTEM_THREAD_RUNNING: &str = "system thread still running at teardown";
+    /// `PsTerminateSystemThread` called from a thread that is not a system thread.
+    pub const NOT_A_SYSTEM_THREAD: &str = "system-thread call from another thread";
 
     // -- rules of work items, timers and collections --
 

@@ -92,6 +92,7 @@ impl Session {
 }
 
 fn check_leaks() {
+    crate::framework::thread::check_leaks();
     for object in object::live_objects() {
         log::report(log::rules::OBJECT_LEAKED, &*object, "never deleted".to_string());
     }

@@ -237,9 +237,9 @@ fn stop_and_restart_report_whether_the_timer_was_queued() {
         counter.fetch_add(1, Ordering::SeqCst);
     })
     .expect("the timer is created");
-    assert!(!timer.start(Duration::from_secs(60)));
+    assert!(!timer.start(Duration::from_mins(1)));
     assert!(
-        timer.start(Duration::from_secs(60)),
+        timer.start(Duration::from_mins(1)),
         "restarting a queued timer"
     );
     assert!(
@@ -252,7 +252,7 @@ fn stop_and_restart_report_whether_the_timer_was_queued() {
     session.wait_idle();
     assert_eq!(fired.load(Ordering::SeqCst), 1);
     // Dropping a queued timer stops it: the handler never runs and is freed.
-    assert!(!timer.start(Duration::from_secs(60)));
+    assert!(!timer.start(Duration::from_mins(1)));
     drop(timer);
     assert_eq!(
         Arc::strong_count(&fired),
@@ -347,7 +347,7 @@ fn trace_lines_are_filtered_by_level_and_truncated_safely() {
     trace::set_level(TraceLevel::Verbose);
     let long = "é".repeat(400);
     sim::at_irql(DISPATCH_LEVEL as u8, || {
-        dmf_trace!(TraceLevel::Verbose, "Long", "{long}")
+        dmf_trace!(TraceLevel::Verbose, "Long", "{long}");
     });
     let output = sim::take_debug_output();
     assert_eq!(output.len(), 1);

@@ -144,7 +144,7 @@ fn work_item_runs_at_passive_and_knows_its_parent() {
     // Enqueue at DISPATCH (allowed); the callback still runs at PASSIVE.
     // SAFETY: live handle.
     sim::at_irql(DISPATCH, || unsafe {
-        call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, item)
+        call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, item);
     });
     assert_eq!(
         events.recv_timeout(WAIT),
@@ -163,7 +163,7 @@ fn flush_at_dispatch_is_reported() {
     let (_, item) = create_work_item(parent.cast(), report_irql, WORK_ITEM_CONFIG_SIZE);
     // SAFETY: live handle.
     sim::at_irql(DISPATCH, || unsafe {
-        call_unsafe_wdf_function_binding!(WdfWorkItemFlush, item)
+        call_unsafe_wdf_function_binding!(WdfWorkItemFlush, item);
     });
     let reports = sim::verifier::take_reports();
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -271,7 +271,8 @@ fn missing_parent_is_reported() {
     let (status, item) =
         create_work_item(core::ptr::null_mut(), report_irql, WORK_ITEM_CONFIG_SIZE);
     assert_eq!(
-        status as u32, 0xC020_0212,
+        status.cast_unsigned(),
+        0xC020_0212,
         "STATUS_WDF_PARENT_NOT_SPECIFIED"
     );
     assert!(item.is_null());
@@ -282,7 +283,7 @@ fn missing_parent_is_reported() {
         0,
         INHERIT,
     );
-    assert_eq!(status as u32, 0xC020_0212);
+    assert_eq!(status.cast_unsigned(), 0xC020_0212);
     assert!(timer.is_null());
     let reports = sim::verifier::take_reports();
     assert_eq!(reports.len(), 2, "{reports:?}");

@@ -1,7 +1,9 @@
 //! Debug tracing: leveled, per-module lines printed with `DbgPrint`, without heap allocation.
 //!
-//! ```ignore
-//! dmf::dmf_trace!(dmf::wdf::trace::TraceLevel::Warning, "BufferPool", "{} buffers left", n);
+//! ```no_run
+//! use dmf::wdf::trace::TraceLevel;
+//! let left = 3;
+//! dmf::dmf_trace!(TraceLevel::Warning, "BufferPool", "{} buffers left", left);
 //! ```
 //!
 //! A line reads `[Level] Module: message` and is formatted into a fixed stack buffer of
@@ -144,7 +146,7 @@ pub fn emit(level: TraceLevel, module: &str, message: fmt::Arguments<'_>) {
     let text = line.finish();
     // SAFETY: both arguments are NUL-terminated strings that outlive the call; "%s" consumes
     // exactly the one argument passed.
-    unsafe { wdk_sys::ntddk::DbgPrint(c"%s".as_ptr(), text.as_ptr().cast()) };
+    unsafe { wdk_sys::ntddk::DbgPrint(c"%s".as_ptr(), text.as_ptr().cast::<core::ffi::c_char>()) };
 }
 
 /// Prints a trace line: `dmf_trace!(level, "Module", "format {}", args)`.

@@ -368,6 +368,10 @@ fn timer_stop_with_wait_at_dispatch_is_reported() {
         call_unsafe_wdf_function_binding!(WdfTimerStop, timer, 0)
     });
     assert_eq!(stopped, 1);
+    // The farthest relative due time is accepted (it never comes).
+    // SAFETY: live handle.
+    let was_queued = unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, timer, i64::MIN) };
+    assert_eq!(was_queued, 0);
     delete(parent.cast());
     session.end();
 }

@@ -140,7 +140,10 @@ fn due_instant(due_time: LONGLONG) -> Instant {
         let current = unsafe { system_time.QuadPart };
         u64::try_from(due_time - current).unwrap_or(0)
     };
-    now + Duration::from_nanos(relative_100ns.saturating_mul(100))
+    let relative = Duration::from_nanos(relative_100ns.saturating_mul(100));
+    // A due time beyond what `Instant` can hold never comes; a year away is as good.
+    now.checked_add(relative)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 fn execution_level(attributes: PWDF_OBJECT_ATTRIBUTES, api: &str) -> Result<KIRQL, NTSTATUS> {

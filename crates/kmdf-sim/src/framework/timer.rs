@@ -143,7 +143,7 @@ fn due_instant(due_time: LONGLONG) -> Instant {
     let relative = Duration::from_nanos(relative_100ns.saturating_mul(100));
     // A due time beyond what `Instant` can hold never comes; a year away is as good.
     now.checked_add(relative)
-        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+        .unwrap_or_else(|| now + Duration::from_hours(365 * 24))
 }
 
 fn execution_level(attributes: PWDF_OBJECT_ATTRIBUTES, api: &str) -> Result<KIRQL, NTSTATUS> {

@@ -49,6 +49,15 @@ pub mod rules {
     pub const NOT_A_SYSTEM_THREAD: &str = "system-thread call from another thread";
 
     // -- rules of work items, timers and collections --
+    /// A work item or timer was created without the parent object KMDF requires.
+    pub const PARENT_REQUIRED: &str = "work item or timer created without a parent";
+    /// A work item flush or a timer stop with wait was called from that object's own callback
+    /// (it would wait for itself forever).
+    pub const WAIT_FOR_OWN_CALLBACK: &str = "wait for an object's callback from inside that callback";
+    /// A work item was enqueued or a timer started while it was being deleted.
+    pub const USE_WHILE_DELETING: &str = "work item or timer used while being deleted";
+    /// A collection index was out of range, or the object to remove was not in the collection.
+    pub const COLLECTION_ITEM_NOT_FOUND: &str = "collection index or item not found";
 
     // -- rules of requests, I/O targets, queues and devices --
     /// A request was completed twice.

@@ -8,9 +8,12 @@
 //!
 //! The simulation is strict, like KMDF with its verifier on: it tracks object lifetimes and IRQL
 //! per thread and records a [`sim::verifier::Report`] for every rule a driver breaks. Everything
-//! that only a test may touch (sessions, fault injection, counters, the verifier log, the PnP
+//! that only a test may touch (sessions, fault injection, counters, the verifier log, the `PnP`
 //! manager and the user-mode side) lives in [`sim`]; library and driver code never use it.
-#![allow(clippy::missing_safety_doc, reason = "the mirrored functions carry KMDF's contracts")]
+#![allow(
+    clippy::missing_safety_doc,
+    reason = "the mirrored functions carry KMDF's contracts"
+)]
 
 extern crate self as wdk_sys;
 
@@ -21,12 +24,26 @@ pub use self::constants::*;
 pub use self::types::*;
 
 /// Types of the mirrored surface (bindgen shape, as in wdk-sys).
-#[allow(missing_docs, non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#[allow(
+    missing_docs,
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case
+)]
 #[allow(dead_code, unnecessary_transmutes, clippy::all, clippy::pedantic)]
+#[allow(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block
+)]
 pub mod types;
 
 /// Constants and statics of the mirrored surface.
-#[allow(missing_docs, non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#[allow(
+    missing_docs,
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case
+)]
 #[allow(dead_code, clippy::all, clippy::pedantic)]
 pub mod constants;
 
@@ -48,7 +65,10 @@ pub mod wdf {
 pub(crate) mod framework;
 pub mod sim;
 
-include!(concat!(env!("OUT_DIR"), "/call_unsafe_wdf_function_binding.rs"));
+include!(concat!(
+    env!("OUT_DIR"),
+    "/call_unsafe_wdf_function_binding.rs"
+));
 
 /// Asserts that the caller runs at or below `APC_LEVEL`, as wdk-sys's macro does.
 #[macro_export]
@@ -70,19 +90,19 @@ pub const fn NT_SUCCESS(nt_status: NTSTATUS) -> bool {
 #[must_use]
 #[allow(non_snake_case)]
 pub const fn NT_INFORMATION(nt_status: NTSTATUS) -> bool {
-    (nt_status as u32 >> 30) == 1
+    (nt_status.cast_unsigned() >> 30) == 1
 }
 
 /// True for warning statuses.
 #[must_use]
 #[allow(non_snake_case)]
 pub const fn NT_WARNING(nt_status: NTSTATUS) -> bool {
-    (nt_status as u32 >> 30) == 2
+    (nt_status.cast_unsigned() >> 30) == 2
 }
 
 /// True for error statuses.
 #[must_use]
 #[allow(non_snake_case)]
 pub const fn NT_ERROR(nt_status: NTSTATUS) -> bool {
-    (nt_status as u32 >> 30) == 3
+    (nt_status.cast_unsigned() >> 30) == 3
 }

@@ -5,7 +5,7 @@
 #![allow(non_snake_case)]
 
 use crate::framework::{irql, pool};
-use crate::types::{KIRQL, PCSTR, PVOID, POOL_FLAGS, SIZE_T, ULONG};
+use crate::types::{KIRQL, PCSTR, POOL_FLAGS, PVOID, SIZE_T, ULONG};
 
 /// Current IRQL of the calling thread.
 #[must_use]
@@ -15,7 +15,11 @@ pub unsafe extern "C" fn KeGetCurrentIrql() -> KIRQL {
 
 /// Allocates pool memory (zeroed unless `POOL_FLAG_UNINITIALIZED`).
 #[must_use]
-pub unsafe extern "C" fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID {
+pub unsafe extern "C" fn ExAllocatePool2(
+    Flags: POOL_FLAGS,
+    NumberOfBytes: SIZE_T,
+    Tag: ULONG,
+) -> PVOID {
     pool::allocate(Flags, NumberOfBytes, Tag)
 }
 
@@ -30,6 +34,7 @@ pub unsafe extern "C" fn ExFreePool(P: PVOID) {
 }
 
 /// Prints `Format` with one C-string argument to the simulation's debug output.
+#[must_use]
 pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
     // SAFETY: both are NUL-terminated strings by the calling convention of DbgPrint("%s", s).
     let text = unsafe { crate::framework::debug_output::format(Format, Argument) };
@@ -37,12 +42,48 @@ pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
     0
 }
 
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::collection::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::event::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::iotarget::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::request::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::sync::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::thread::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::time::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::timer::kernel::*;
+#[allow(
+    unused_imports,
+    reason = "areas without kernel functions export nothing"
+)]
 pub use crate::framework::workitem::kernel::*;

@@ -22,7 +22,9 @@ pub(crate) unsafe fn format(format: PCSTR, argument: PCSTR) -> String {
         String::new()
     } else {
         // SAFETY: NUL-terminated by the caller's contract.
-        unsafe { CStr::from_ptr(argument) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(argument) }
+            .to_string_lossy()
+            .into_owned()
     };
     let mut out = String::new();
     let mut chars = format.chars();
@@ -33,12 +35,11 @@ pub(crate) unsafe fn format(format: PCSTR, argument: PCSTR) -> String {
         }
         match chars.next() {
             Some('s') => out.push_str(&argument),
-            Some('%') => out.push('%'),
+            Some('%') | None => out.push('%'),
             Some(other) => {
                 out.push('%');
                 out.push(other);
             }
-            None => out.push('%'),
         }
     }
     out
@@ -49,7 +50,10 @@ pub(crate) fn emit(text: &str) {
     if std::env::var_os("KMDF_SIM_QUIET").is_none() {
         eprint!("{text}");
     }
-    CAPTURED.lock().unwrap_or_else(PoisonError::into_inner).push(text.to_string());
+    CAPTURED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(text.to_string());
 }
 
 /// Removes and returns what was printed so far.

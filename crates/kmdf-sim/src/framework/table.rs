@@ -1,6 +1,6 @@
 //! The WDF function table that `WdfFunctions` points at.
 
-use crate::types::{WDF_DRIVER_GLOBALS, WDFFUNC, WDFFUNCENUM, _WDFFUNCENUM};
+use crate::types::{_WDFFUNCENUM, WDF_DRIVER_GLOBALS, WDFFUNC, WDFFUNCENUM};
 
 /// Number of slots, as in KMDF 1.33.
 pub const TABLE_LEN: usize = _WDFFUNCENUM::WdfFunctionTableNumEntries as usize;
@@ -29,6 +29,10 @@ unsafe extern "C" fn not_simulated() {
     std::process::abort();
 }
 
+#[allow(
+    clippy::cast_sign_loss,
+    reason = "table indexes are small non-negative enum values"
+)]
 const fn build() -> [WDFFUNC; TABLE_LEN] {
     let fallback: WDFFUNC = Some(not_simulated);
     let mut table = [fallback; TABLE_LEN];

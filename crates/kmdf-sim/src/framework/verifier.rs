@@ -37,8 +37,27 @@ pub mod rules {
     /// An argument KMDF rejects (null required pointer, out-of-range offset, ...).
     pub const INVALID_ARGUMENT: &str = "invalid argument";
     // -- rules of spin locks, wait locks, events and threads --
+    /// A wait lock was acquired again by its owner or released by a thread that does not own it.
+    pub const WAIT_LOCK_MISUSE: &str = "wait lock misuse";
+    /// A spin lock or wait lock was deleted while a thread held it.
+    pub const LOCK_DELETED_WHILE_HELD: &str = "lock deleted while held";
+    /// A kernel handle was never closed, or a referenced kernel object never dereferenced.
+    pub const KERNEL_HANDLE_LEAKED: &str = "kernel handle or object reference leaked at teardown";
+    /// A system thread was still running at teardown.
+    pub const SYSTEM_THREAD_RUNNING: &str = "system thread still running at teardown";
+    /// `PsTerminateSystemThread` called from a thread that is not a system thread.
+    pub const NOT_A_SYSTEM_THREAD: &str = "system-thread call from another thread";
 
     // -- rules of work items, timers and collections --
+    /// A work item or timer was created without the parent object KMDF requires.
+    pub const PARENT_REQUIRED: &str = "work item or timer created without a parent";
+    /// A work item flush or a timer stop with wait was called from that object's own callback
+    /// (it would wait for itself forever).
+    pub const WAIT_FOR_OWN_CALLBACK: &str = "wait for an object's callback from inside that callback";
+    /// A work item was enqueued or a timer started while it was being deleted.
+    pub const USE_WHILE_DELETING: &str = "work item or timer used while being deleted";
+    /// A collection index was out of range, or the object to remove was not in the collection.
+    pub const COLLECTION_ITEM_NOT_FOUND: &str = "collection index or item not found";
 
     // -- rules of requests, I/O targets, queues and devices --
     /// A request was completed twice.
@@ -73,15 +92,26 @@ static REPORTS: Mutex<Vec<Report>> = Mutex::new(Vec::new());
 /// Records a broken rule. With `KMDF_SIM_VERIFIER=abort` the process stops at once, like a
 /// bugcheck, which keeps the offending stack for a debugger.
 pub(crate) fn report(rule: &'static str, object: impl core::fmt::Display, message: String) {
-    let report = Report { rule, object: object.to_string(), message };
+    let report = Report {
+        rule,
+        object: object.to_string(),
+        message,
+    };
     eprintln!("kmdf-sim verifier: {report}");
     if std::env::var("KMDF_SIM_VERIFIER").is_ok_and(|v| v == "abort") {
         std::process::abort();
     }
-    REPORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(report);
+    REPORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(report);
 }
 
 /// Removes and returns every report recorded so far.
 pub(crate) fn take() -> Vec<Report> {
-    core::mem::take(&mut *REPORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    core::mem::take(
+        &mut *REPORTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
 }

@@ -30,7 +30,8 @@ impl DeviceModules {
 
     /// Adds a static module (created with `ModuleAttributes::static_module()`); the collection
     /// opens it in [`DeviceModules::post_create`] or the PnP callback its open option names.
-    pub fn add<N: ModuleNode + 'static>(&mut self, module: &Module<N>) -> Result<(), ModuleError> {
+    pub fn add<N: ModuleNode + 'static>(&mut self, module: &impl AsRef<Module<N>>) -> Result<(), ModuleError> {
+        let module = module.as_ref();
         let core = module.core();
         if core.is_dynamic() || !core.mark_in_collection() {
             return Err(ConfigError::NotAStaticModule.into());

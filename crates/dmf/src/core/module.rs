@@ -64,6 +64,12 @@ impl<N: ModuleNode + 'static> Deref for Module<N> {
     }
 }
 
+impl<N: ModuleNode + 'static> AsRef<Module<N>> for Module<N> {
+    fn as_ref(&self) -> &Module<N> {
+        self
+    }
+}
+
 impl<N: ModuleNode + 'static> Drop for Module<N> {
     fn drop(&mut self) {
         lifecycle::close_on_destroy(&*self.node);

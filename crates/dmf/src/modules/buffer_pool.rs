@@ -536,6 +536,12 @@ pub struct BufferPoolNode {
 /// A BufferPool module (see the [module documentation](self)).
 pub struct BufferPool(Module<BufferPoolNode>);
 
+impl AsRef<Module<BufferPoolNode>> for BufferPool {
+    fn as_ref(&self) -> &Module<BufferPoolNode> {
+        &self.0
+    }
+}
+
 impl core::ops::Deref for BufferPool {
     type Target = BufferPoolNode;
 

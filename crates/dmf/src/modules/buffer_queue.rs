@@ -93,6 +93,12 @@ pub struct BufferQueueNode {
 /// A BufferQueue module (see the [module documentation](self)).
 pub struct BufferQueue(Module<BufferQueueNode>);
 
+impl AsRef<Module<BufferQueueNode>> for BufferQueue {
+    fn as_ref(&self) -> &Module<BufferQueueNode> {
+        &self.0
+    }
+}
+
 impl core::ops::Deref for BufferQueue {
     type Target = BufferQueueNode;
 

@@ -214,6 +214,12 @@ pub struct QueuedWorkItemNode {
 /// A QueuedWorkItem module (see the [module documentation](self)).
 pub struct QueuedWorkItem(Module<QueuedWorkItemNode>);
 
+impl AsRef<Module<QueuedWorkItemNode>> for QueuedWorkItem {
+    fn as_ref(&self) -> &Module<QueuedWorkItemNode> {
+        &self.0
+    }
+}
+
 impl core::ops::Deref for QueuedWorkItem {
     type Target = QueuedWorkItemNode;
 

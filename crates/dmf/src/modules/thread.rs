@@ -164,6 +164,12 @@ pub struct ThreadNode {
 /// A Thread module (see the [module documentation](self)).
 pub struct Thread(Module<ThreadNode>);
 
+impl AsRef<Module<ThreadNode>> for Thread {
+    fn as_ref(&self) -> &Module<ThreadNode> {
+        &self.0
+    }
+}
+
 impl core::ops::Deref for Thread {
     type Target = ThreadNode;
 

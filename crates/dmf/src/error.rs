@@ -49,7 +49,9 @@ impl ConfigError {
         match self {
             Self::PassiveLevelNotSupported => NtStatus::INVALID_DEVICE_REQUEST,
             Self::TimerWithLookAside => NtStatus::NOT_SUPPORTED,
-            Self::DynamicModuleOpenOption | Self::DynamicModuleWithPnpCallbacks => NtStatus::UNSUCCESSFUL,
+            Self::DynamicModuleOpenOption | Self::DynamicModuleWithPnpCallbacks => {
+                NtStatus::UNSUCCESSFUL
+            }
             _ => NtStatus::INVALID_PARAMETER,
         }
     }

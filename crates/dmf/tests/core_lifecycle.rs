@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use dmf::core::{
-    DeviceModules, Module, ModuleAttributes, ModuleCore, ModuleNode, ModuleState, OpenOption, OpenedDuring, PowerState,
-    lifecycle,
+    DeviceModules, Module, ModuleAttributes, ModuleCore, ModuleNode, ModuleState, OpenOption,
+    OpenedDuring, PowerState, lifecycle,
 };
 use dmf::error::{ConfigError, ModuleError};
 use dmf::wdf::NtStatus;
@@ -26,7 +26,10 @@ struct TestNode {
 
 impl TestNode {
     fn record(&self, event: &str) {
-        self.log.lock().unwrap().push(format!("{}:{event}", self.name));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:{event}", self.name));
     }
 }
 
@@ -45,7 +48,10 @@ impl ModuleNode for TestNode {
     }
     fn open(&self) -> Result<(), NtStatus> {
         // The module's own references fail inside its open callback.
-        assert_eq!(self.core.reference().err(), Some(NtStatus::INVALID_DEVICE_STATE));
+        assert_eq!(
+            self.core.reference().err(),
+            Some(NtStatus::INVALID_DEVICE_STATE)
+        );
         if self.fail_open.load(Ordering::SeqCst) {
             self.record("open-failed");
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
@@ -86,7 +92,13 @@ impl ModuleNode for TestNode {
     }
 }
 
-fn node(name: &'static str, option: OpenOption, log: &Log, children: Vec<Module<TestNode>>, dynamic: bool) -> TestNode {
+fn node(
+    name: &'static str,
+    option: OpenOption,
+    log: &Log,
+    children: Vec<Module<TestNode>>,
+    dynamic: bool,
+) -> TestNode {
     let mut attributes = ModuleAttributes::child_of(false, name);
     attributes.dynamic = dynamic;
     TestNode {
@@ -111,8 +123,12 @@ fn take(log: &Log) -> Vec<String> {
 fn dynamic_module_opens_children_first_and_closes_them_after_in_reverse() {
     let session = Session::begin();
     let log = Log::default();
-    let children = vec![child("a", OpenOption::OpenCreate, &log), child("b", OpenOption::OpenCreate, &log)];
-    let parent = Module::new(node("p", OpenOption::OpenCreate, &log, children, true)).expect("created");
+    let children = vec![
+        child("a", OpenOption::OpenCreate, &log),
+        child("b", OpenOption::OpenCreate, &log),
+    ];
+    let parent =
+        Module::new(node("p", OpenOption::OpenCreate, &log, children, true)).expect("created");
     assert_eq!(take(&log), ["a:open", "b:open", "p:open"]);
     assert_eq!(parent.core().state(), ModuleState::Opened);
     assert_eq!(parent.core().opened_during(), OpenedDuring::Create);
@@ -133,15 +149,24 @@ fn failed_open_unwinds_what_was_opened() {
         child("c", OpenOption::OpenCreate, &log),
     ];
     let result = Module::new(node("p", OpenOption::OpenCreate, &log, children, true));
-    assert_eq!(result.err(), Some(ModuleError::Status(NtStatus::INSUFFICIENT_RESOURCES)));
+    assert_eq!(
+        result.err(),
+        Some(ModuleError::Status(NtStatus::INSUFFICIENT_RESOURCES))
+    );
     assert_eq!(take(&log), ["a:open", "b:open-failed", "a:close"]);
 
     // The parent's own open failing closes all its children, in reverse.
-    let children = vec![child("a", OpenOption::OpenCreate, &log), child("b", OpenOption::OpenCreate, &log)];
+    let children = vec![
+        child("a", OpenOption::OpenCreate, &log),
+        child("b", OpenOption::OpenCreate, &log),
+    ];
     let parent = node("p", OpenOption::OpenCreate, &log, children, true);
     parent.fail_open.store(true, Ordering::SeqCst);
     assert!(Module::new(parent).is_err());
-    assert_eq!(take(&log), ["a:open", "b:open", "p:open-failed", "b:close", "a:close"]);
+    assert_eq!(
+        take(&log),
+        ["a:open", "b:open", "p:open-failed", "b:close", "a:close"]
+    );
     session.end();
 }
 
@@ -151,10 +176,20 @@ fn configuration_rules_are_typed_errors() {
     let log = Log::default();
     // A parent may not open earlier than its child.
     let children = vec![child("a", OpenOption::OpenD0Entry, &log)];
-    let parent = Module::new(node("p", OpenOption::OpenPrepareHardware, &log, children, false)).unwrap();
+    let parent = Module::new(node(
+        "p",
+        OpenOption::OpenPrepareHardware,
+        &log,
+        children,
+        false,
+    ))
+    .unwrap();
     let mut modules = DeviceModules::new();
     modules.add(&parent).unwrap();
-    assert_eq!(modules.post_create(), Err(ModuleError::Config(ConfigError::ParentOpensBeforeChild)));
+    assert_eq!(
+        modules.post_create(),
+        Err(ModuleError::Config(ConfigError::ParentOpensBeforeChild))
+    );
     drop(modules);
     drop(parent);
     // A dynamic module must open at create, and may not hook PnP.
@@ -165,37 +200,73 @@ fn configuration_rules_are_typed_errors() {
     );
     let mut with_pnp = node("x", OpenOption::OpenCreate, &log, Vec::new(), true);
     with_pnp.pnp = true;
-    assert_eq!(Module::new(with_pnp).err(), Some(ModuleError::Config(ConfigError::DynamicModuleWithPnpCallbacks)));
+    assert_eq!(
+        Module::new(with_pnp).err(),
+        Some(ModuleError::Config(
+            ConfigError::DynamicModuleWithPnpCallbacks
+        ))
+    );
     // Passive level refused by a dispatch-only module.
     assert_eq!(
-        ModuleCore::new("Thread", OpenOption::OpenCreate, false, ModuleAttributes::passive()).err(),
+        ModuleCore::new(
+            "Thread",
+            OpenOption::OpenCreate,
+            false,
+            ModuleAttributes::passive()
+        )
+        .err(),
         Some(ModuleError::Config(ConfigError::PassiveLevelNotSupported))
     );
-    assert_eq!(ConfigError::PassiveLevelNotSupported.status(), NtStatus::INVALID_DEVICE_REQUEST);
+    assert_eq!(
+        ConfigError::PassiveLevelNotSupported.status(),
+        NtStatus::INVALID_DEVICE_REQUEST
+    );
     // A dynamic module cannot join a collection; a static one only once.
     let dynamic = Module::new(node("d", OpenOption::OpenCreate, &log, Vec::new(), true)).unwrap();
     let mut modules = DeviceModules::new();
-    assert_eq!(modules.add(&dynamic), Err(ModuleError::Config(ConfigError::NotAStaticModule)));
+    assert_eq!(
+        modules.add(&dynamic),
+        Err(ModuleError::Config(ConfigError::NotAStaticModule))
+    );
     let fixed = Module::new(node("s", OpenOption::OpenCreate, &log, Vec::new(), false)).unwrap();
     modules.add(&fixed).unwrap();
-    assert_eq!(modules.add(&fixed), Err(ModuleError::Config(ConfigError::NotAStaticModule)));
+    assert_eq!(
+        modules.add(&fixed),
+        Err(ModuleError::Config(ConfigError::NotAStaticModule))
+    );
     session.end();
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario through every callback")]
 fn pnp_callbacks_follow_dmf_order() {
     let session = Session::begin();
     let log = Log::default();
     let tree = |name: &'static str, log: &Log| {
         let children = vec![
-            child(if name == "p" { "p.a" } else { "q.a" }, OpenOption::OpenPrepareHardware, log),
-            child(if name == "p" { "p.b" } else { "q.b" }, OpenOption::OpenD0Entry, log),
+            child(
+                if name == "p" { "p.a" } else { "q.a" },
+                OpenOption::OpenPrepareHardware,
+                log,
+            ),
+            child(
+                if name == "p" { "p.b" } else { "q.b" },
+                OpenOption::OpenD0Entry,
+                log,
+            ),
         ];
         Module::new(node(name, OpenOption::OpenD0Entry, log, children, false)).unwrap()
     };
     let p = tree("p", &log);
     let q = tree("q", &log);
-    let notify = Module::new(node("n", OpenOption::NotifyPrepareHardware, &log, Vec::new(), false)).unwrap();
+    let notify = Module::new(node(
+        "n",
+        OpenOption::NotifyPrepareHardware,
+        &log,
+        Vec::new(),
+        false,
+    ))
+    .unwrap();
     let mut modules = DeviceModules::new();
     modules.add(&p).unwrap();
     modules.add(&q).unwrap();
@@ -207,34 +278,93 @@ fn pnp_callbacks_follow_dmf_order() {
     assert_eq!(
         take(&log),
         [
-            "p.a:open", "p.a:prepare", "p.b:prepare", "p:prepare", "q.a:open", "q.a:prepare", "q.b:prepare",
-            "q:prepare", "n:register", "n:prepare"
+            "p.a:open",
+            "p.a:prepare",
+            "p.b:prepare",
+            "p:prepare",
+            "q.a:open",
+            "q.a:prepare",
+            "q.b:prepare",
+            "q:prepare",
+            "n:register",
+            "n:prepare"
         ]
     );
     modules.d0_entry(PowerState::D3Final).unwrap();
     assert_eq!(
         take(&log),
         [
-            "p.a:d0entry", "p.b:open", "p.b:d0entry", "p:open", "p:d0entry", "q.a:d0entry", "q.b:open",
-            "q.b:d0entry", "q:open", "q:d0entry", "n:d0entry"
+            "p.a:d0entry",
+            "p.b:open",
+            "p.b:d0entry",
+            "p:open",
+            "p:d0entry",
+            "q.a:d0entry",
+            "q.b:open",
+            "q.b:d0entry",
+            "q:open",
+            "q:d0entry",
+            "n:d0entry"
         ]
     );
     modules.query_remove().unwrap();
-    assert_eq!(take(&log), ["p:queryremove", "p.b:queryremove", "p.a:queryremove", "q:queryremove", "q.b:queryremove", "q.a:queryremove", "n:queryremove"]);
+    assert_eq!(
+        take(&log),
+        [
+            "p:queryremove",
+            "p.b:queryremove",
+            "p.a:queryremove",
+            "q:queryremove",
+            "q.b:queryremove",
+            "q.a:queryremove",
+            "n:queryremove"
+        ]
+    );
     modules.surprise_removal();
-    assert_eq!(take(&log), ["p:surprise", "p.b:surprise", "p.a:surprise", "q:surprise", "q.b:surprise", "q.a:surprise", "n:surprise"]);
+    assert_eq!(
+        take(&log),
+        [
+            "p:surprise",
+            "p.b:surprise",
+            "p.a:surprise",
+            "q:surprise",
+            "q.b:surprise",
+            "q.a:surprise",
+            "n:surprise"
+        ]
+    );
     modules.d0_exit(PowerState::D3Final);
     assert_eq!(
         take(&log),
         [
-            "n:d0exit", "q:d0exit", "q:close", "q.a:d0exit", "q.b:d0exit", "q.b:close", "p:d0exit", "p:close",
-            "p.a:d0exit", "p.b:d0exit", "p.b:close"
+            "n:d0exit",
+            "q:d0exit",
+            "q:close",
+            "q.a:d0exit",
+            "q.b:d0exit",
+            "q.b:close",
+            "p:d0exit",
+            "p:close",
+            "p.a:d0exit",
+            "p.b:d0exit",
+            "p.b:close"
         ]
     );
     modules.release_hardware();
     assert_eq!(
         take(&log),
-        ["n:release", "n:unregister", "q:release", "q.a:release", "q.a:close", "q.b:release", "p:release", "p.a:release", "p.a:close", "p.b:release"]
+        [
+            "n:release",
+            "n:unregister",
+            "q:release",
+            "q.a:release",
+            "q.a:close",
+            "q.b:release",
+            "p:release",
+            "p.a:release",
+            "p.a:close",
+            "p.b:release"
+        ]
     );
     modules.destroy();
     assert!(take(&log).is_empty(), "everything was already closed");
@@ -245,15 +375,34 @@ fn pnp_callbacks_follow_dmf_order() {
 fn prepare_hardware_failure_closes_what_it_opened() {
     let session = Session::begin();
     let log = Log::default();
-    let first = Module::new(node("a", OpenOption::OpenPrepareHardware, &log, Vec::new(), false)).unwrap();
-    let second = node("b", OpenOption::OpenPrepareHardware, &log, Vec::new(), false);
+    let first = Module::new(node(
+        "a",
+        OpenOption::OpenPrepareHardware,
+        &log,
+        Vec::new(),
+        false,
+    ))
+    .unwrap();
+    let second = node(
+        "b",
+        OpenOption::OpenPrepareHardware,
+        &log,
+        Vec::new(),
+        false,
+    );
     second.fail_open.store(true, Ordering::SeqCst);
     let second = Module::new(second).unwrap();
     let mut modules = DeviceModules::new();
     modules.add(&first).unwrap();
     modules.add(&second).unwrap();
-    assert_eq!(modules.prepare_hardware(), Err(NtStatus::INSUFFICIENT_RESOURCES));
-    assert_eq!(take(&log), ["a:open", "a:prepare", "b:open-failed", "a:close"]);
+    assert_eq!(
+        modules.prepare_hardware(),
+        Err(NtStatus::INSUFFICIENT_RESOURCES)
+    );
+    assert_eq!(
+        take(&log),
+        ["a:open", "a:prepare", "b:open-failed", "a:close"]
+    );
     session.end();
 }
 
@@ -261,14 +410,31 @@ fn prepare_hardware_failure_closes_what_it_opened() {
 fn system_power_up_option_opens_from_d3final_only() {
     let session = Session::begin();
     let log = Log::default();
-    let m = Module::new(node("s", OpenOption::OpenD0EntrySystemPowerUp, &log, Vec::new(), false)).unwrap();
+    let m = Module::new(node(
+        "s",
+        OpenOption::OpenD0EntrySystemPowerUp,
+        &log,
+        Vec::new(),
+        false,
+    ))
+    .unwrap();
     let mut modules = DeviceModules::new();
     modules.add(&m).unwrap();
     modules.d0_entry(PowerState::D3Final).unwrap();
     modules.d0_exit(PowerState::D3);
     modules.d0_entry(PowerState::D3).unwrap();
     modules.d0_exit(PowerState::D3Final);
-    assert_eq!(take(&log), ["s:open", "s:d0entry", "s:d0exit", "s:d0entry", "s:d0exit", "s:close"]);
+    assert_eq!(
+        take(&log),
+        [
+            "s:open",
+            "s:d0entry",
+            "s:d0exit",
+            "s:d0entry",
+            "s:d0exit",
+            "s:close"
+        ]
+    );
     session.end();
 }
 
@@ -276,7 +442,8 @@ fn system_power_up_option_opens_from_d3final_only() {
 fn references_fail_while_closing_and_close_waits_for_them() {
     let session = Session::begin();
     let log = Log::default();
-    let module = Arc::new(Module::new(node("r", OpenOption::OpenCreate, &log, Vec::new(), true)).unwrap());
+    let module =
+        Arc::new(Module::new(node("r", OpenOption::OpenCreate, &log, Vec::new(), true)).unwrap());
     let held = module.core().reference().expect("open module").into_held();
     let guard = module.core().reference().expect("second reference");
     assert_eq!(module.core().references_held(), 2);
@@ -297,14 +464,24 @@ fn references_fail_while_closing_and_close_waits_for_them() {
         assert!(std::time::Instant::now() < deadline, "close never began");
         std::thread::yield_now();
     }
-    assert_eq!(module.core().reference().err(), Some(NtStatus::INVALID_DEVICE_STATE));
-    assert!(closed_rx.recv_timeout(Duration::from_millis(200)).is_err(), "close must wait for the held reference");
+    assert_eq!(
+        module.core().reference().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert!(
+        closed_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "close must wait for the held reference"
+    );
     assert!(!take(&log).contains(&"r:close".to_string()));
     // Released from another thread at DISPATCH_LEVEL, as a completion routine would.
-    std::thread::spawn(move || wdk_sys::sim::at_irql(wdk_sys::DISPATCH_LEVEL as u8, || held.release()))
-        .join()
-        .unwrap();
-    closed_rx.recv_timeout(Duration::from_secs(5)).expect("close finished after the release");
+    std::thread::spawn(move || {
+        wdk_sys::sim::at_irql(wdk_sys::DISPATCH_LEVEL as u8, || held.release());
+    })
+    .join()
+    .unwrap();
+    closed_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("close finished after the release");
     closer.join().unwrap();
     assert_eq!(take(&log), ["r:close"]);
     assert_eq!(module.core().state(), ModuleState::Closed);
@@ -320,9 +497,13 @@ fn post_open_and_pre_close_hooks_run_once() {
     let log = Log::default();
     let mut attributes = ModuleAttributes::new();
     let l1 = Arc::clone(&log);
-    attributes.post_open = Some(Box::new(move || l1.lock().unwrap().push("post_open".into())));
+    attributes.post_open = Some(Box::new(move || {
+        l1.lock().unwrap().push("post_open".into());
+    }));
     let l2 = Arc::clone(&log);
-    attributes.pre_close = Some(Box::new(move || l2.lock().unwrap().push("pre_close".into())));
+    attributes.pre_close = Some(Box::new(move || {
+        l2.lock().unwrap().push("pre_close".into());
+    }));
     let n = TestNode {
         core: ModuleCore::new("Test", OpenOption::OpenCreate, true, attributes).unwrap(),
         name: "h",

@@ -1,4 +1,4 @@
-//! BufferPool on the simulation: source/sink, look-aside, timers, enumerate, ownership errors,
+//! `BufferPool` on the simulation: source/sink, look-aside, timers, enumerate, ownership errors,
 //! close, concurrency and adversarial configurations.
 
 use std::sync::{Arc, Mutex, mpsc};
@@ -17,12 +17,21 @@ fn device() -> Memory {
 }
 
 fn settings(count: usize, size: usize, context: usize) -> SourceSettings {
-    SourceSettings { buffer_count: count, buffer_size: size, buffer_context_size: context, ..SourceSettings::default() }
+    SourceSettings {
+        buffer_count: count,
+        buffer_size: size,
+        buffer_context_size: context,
+        ..SourceSettings::default()
+    }
 }
 
 fn source(device: &Memory, settings: SourceSettings) -> BufferPool {
-    BufferPool::create(device.handle().cast(), BufferPoolConfig::source(settings), ModuleAttributes::new())
-        .expect("pool is created")
+    BufferPool::create(
+        device.handle().cast(),
+        BufferPoolConfig::source(settings),
+        ModuleAttributes::new(),
+    )
+    .expect("pool is created")
 }
 
 #[test]
@@ -39,12 +48,19 @@ fn source_get_put_is_fifo_and_zeroes_returned_buffers() {
     b.data_mut()[0] = 1;
     let c = pool.get().unwrap();
     assert_eq!(pool.count(), 0);
-    assert_eq!(pool.get().err(), Some(NtStatus::UNSUCCESSFUL), "empty source without look-aside");
+    assert_eq!(
+        pool.get().err(),
+        Some(NtStatus::UNSUCCESSFUL),
+        "empty source without look-aside"
+    );
     assert!(a.belongs_to(&pool));
     pool.put(a).unwrap();
     pool.put(b).unwrap();
     let first = pool.get().unwrap();
-    assert!(first.data().iter().all(|&x| x == 0) && first.context().iter().all(|&x| x == 0), "zeroed on put");
+    assert!(
+        first.data().iter().all(|&x| x == 0) && first.context().iter().all(|&x| x == 0),
+        "zeroed on put"
+    );
     // put_at_head: the next get returns it.
     let mut marker = c;
     marker.data_mut()[0] = 9; // zeroed by the put, so identify it by context length instead
@@ -66,7 +82,12 @@ fn put_at_head_is_lifo() {
     let a = pool.get().unwrap();
     let b = pool.get().unwrap();
     assert!(a.context().is_empty(), "no context configured");
-    let sink = BufferPool::create(device.handle().cast(), BufferPoolConfig::sink(4), ModuleAttributes::new()).unwrap();
+    let sink = BufferPool::create(
+        device.handle().cast(),
+        BufferPoolConfig::sink(4),
+        ModuleAttributes::new(),
+    )
+    .unwrap();
     let (mut a, mut b) = (a, b);
     a.data_mut()[0] = 1;
     b.data_mut()[0] = 2;
@@ -86,7 +107,9 @@ fn look_aside_grows_on_demand_and_frees_extras() {
     let mut s = settings(1, 16, 0);
     s.enable_look_aside = true;
     let pool = source(&device, s);
-    let held: Vec<_> = (0..4).map(|_| pool.get().expect("look-aside creates buffers")).collect();
+    let held: Vec<_> = (0..4)
+        .map(|_| pool.get().expect("look-aside creates buffers"))
+        .collect();
     assert_eq!(pool.buffers_created(), 4);
     drop(held);
     assert_eq!(pool.count(), 1, "extras are freed as they come back");
@@ -128,21 +151,53 @@ fn invalid_configurations_are_typed_errors() {
     let session = Session::begin();
     let device = device();
     let create = |s: SourceSettings, attributes: ModuleAttributes| {
-        BufferPool::create(device.handle().cast(), BufferPoolConfig::source(s), attributes).err()
+        BufferPool::create(
+            device.handle().cast(),
+            BufferPoolConfig::source(s),
+            attributes,
+        )
+        .err()
     };
-    assert_eq!(create(settings(1, 0, 0), ModuleAttributes::new()), Some(ModuleError::Config(ConfigError::ZeroBufferSize)));
-    assert_eq!(create(settings(0, 8, 0), ModuleAttributes::new()), Some(ModuleError::Config(ConfigError::NoBuffers)));
+    assert_eq!(
+        create(settings(1, 0, 0), ModuleAttributes::new()),
+        Some(ModuleError::Config(ConfigError::ZeroBufferSize))
+    );
+    assert_eq!(
+        create(settings(0, 8, 0), ModuleAttributes::new()),
+        Some(ModuleError::Config(ConfigError::NoBuffers))
+    );
     let mut s = settings(0, 8, 0);
     s.enable_look_aside = true;
     s.create_with_timer = true;
-    assert_eq!(create(s, ModuleAttributes::new()), Some(ModuleError::Config(ConfigError::TimerNeedsPreallocatedBuffers)));
+    assert_eq!(
+        create(s, ModuleAttributes::new()),
+        Some(ModuleError::Config(
+            ConfigError::TimerNeedsPreallocatedBuffers
+        ))
+    );
     let mut paged = settings(1, 8, 0);
     paged.pool_type = PoolType::Paged;
-    assert_eq!(create(paged, ModuleAttributes::new()), Some(ModuleError::Config(ConfigError::PagedPoolRequiresPassiveLevel)));
-    assert_eq!(ConfigError::PagedPoolRequiresPassiveLevel.status(), NtStatus::INVALID_PARAMETER);
-    assert_eq!(sim::counters().live_objects, 1, "nothing was created for rejected configurations");
-    let pool = BufferPool::create(device.handle().cast(), BufferPoolConfig::source(paged), ModuleAttributes::passive())
-        .expect("paged pool with the passive-level option");
+    assert_eq!(
+        create(paged, ModuleAttributes::new()),
+        Some(ModuleError::Config(
+            ConfigError::PagedPoolRequiresPassiveLevel
+        ))
+    );
+    assert_eq!(
+        ConfigError::PagedPoolRequiresPassiveLevel.status(),
+        NtStatus::INVALID_PARAMETER
+    );
+    assert_eq!(
+        sim::counters().live_objects,
+        1,
+        "nothing was created for rejected configurations"
+    );
+    let pool = BufferPool::create(
+        device.handle().cast(),
+        BufferPoolConfig::source(paged),
+        ModuleAttributes::passive(),
+    )
+    .expect("paged pool with the passive-level option");
     drop(pool.get().unwrap());
     drop((pool, device));
     session.end();
@@ -152,11 +207,25 @@ fn invalid_configurations_are_typed_errors() {
 fn allocation_failure_at_open_fails_create_without_leaks() {
     let session = Session::begin();
     let device = device();
-    sim::fail_nth(FaultPoint::Allocation, 3, wdk_sys::STATUS_INSUFFICIENT_RESOURCES);
-    let result =
-        BufferPool::create(device.handle().cast(), BufferPoolConfig::source(settings(4, 8, 0)), ModuleAttributes::new());
-    assert_eq!(result.err(), Some(ModuleError::Status(NtStatus::INSUFFICIENT_RESOURCES)));
-    assert_eq!(sim::counters().live_objects, 1, "the buffers created before the failure were freed");
+    sim::fail_nth(
+        FaultPoint::Allocation,
+        3,
+        wdk_sys::STATUS_INSUFFICIENT_RESOURCES,
+    );
+    let result = BufferPool::create(
+        device.handle().cast(),
+        BufferPoolConfig::source(settings(4, 8, 0)),
+        ModuleAttributes::new(),
+    );
+    assert_eq!(
+        result.err(),
+        Some(ModuleError::Status(NtStatus::INSUFFICIENT_RESOURCES))
+    );
+    assert_eq!(
+        sim::counters().live_objects,
+        1,
+        "the buffers created before the failure were freed"
+    );
     drop(device);
     session.end();
 }
@@ -173,18 +242,31 @@ fn sink_timer_expires_buffer_to_callback_at_passive_level() {
     let mut config = BufferPoolConfig::sink(2);
     config.on_timer_expired = Some(Box::new(move |buffer, context| {
         let irql = current_irql();
-        tx.lock().unwrap().send((buffer.data()[0], context, irql)).unwrap();
+        tx.lock()
+            .unwrap()
+            .send((buffer.data()[0], context, irql))
+            .unwrap();
     }));
     let sink = BufferPool::create(device.handle().cast(), config, ModuleAttributes::new()).unwrap();
     let mut a = pool.get().unwrap();
     a.data_mut()[0] = 7;
     sink.put_in_sink_with_timer(a, 10, 42).unwrap();
     assert_eq!(sink.count(), 1);
-    let (value, context, irql) = rx.recv_timeout(Duration::from_secs(5)).expect("the timer expires");
-    assert_eq!((value, context, irql), (7, 42, 0), "expired at PASSIVE_LEVEL with its context");
+    let (value, context, irql) = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the timer expires");
+    assert_eq!(
+        (value, context, irql),
+        (7, 42, 0),
+        "expired at PASSIVE_LEVEL with its context"
+    );
     assert_eq!(sink.count(), 0);
     session.wait_idle();
-    assert_eq!(pool.count(), 2, "the callback dropped the buffer: back to its source");
+    assert_eq!(
+        pool.count(),
+        2,
+        "the callback dropped the buffer: back to its source"
+    );
 
     // Taken out before expiry: the timer is cancelled and the callback never runs.
     let b = pool.get().unwrap();
@@ -195,11 +277,15 @@ fn sink_timer_expires_buffer_to_callback_at_passive_level() {
 
     // Timers need a sink and a timer-capable buffer.
     let c = pool.get().unwrap();
-    let error = pool.put_in_sink_with_timer(c, 1, 0).expect_err("source pool");
+    let error = pool
+        .put_in_sink_with_timer(c, 1, 0)
+        .expect_err("source pool");
     assert_eq!(error.kind, PutErrorKind::NotASink);
     drop(error);
     let plain = source(&device, settings(1, 4, 0));
-    let error = sink.put_in_sink_with_timer(plain.get().unwrap(), 1, 0).expect_err("no timer");
+    let error = sink
+        .put_in_sink_with_timer(plain.get().unwrap(), 1, 0)
+        .expect_err("no timer");
     assert_eq!(error.kind, PutErrorKind::NoTimer);
     drop(error);
     drop((sink, plain, pool, device));
@@ -221,7 +307,9 @@ fn enumerate_applies_each_disposition() {
     let expired = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&expired);
     let mut config = BufferPoolConfig::sink(4);
-    config.on_timer_expired = Some(Box::new(move |buffer, _| seen.lock().unwrap().push(buffer.data()[0])));
+    config.on_timer_expired = Some(Box::new(move |buffer, _| {
+        seen.lock().unwrap().push(buffer.data()[0]);
+    }));
     let sink = BufferPool::create(device.handle().cast(), config, ModuleAttributes::new()).unwrap();
     for value in 1..=4u8 {
         let mut buffer = pool.get().unwrap();
@@ -230,11 +318,13 @@ fn enumerate_applies_each_disposition() {
     }
     // Visit all with Continue; then Stop after the first.
     let mut visited = Vec::new();
-    assert!(sink.enumerate(|data, _| {
-        visited.push(data[0]);
-        D::ContinueEnumeration
-    })
-    .is_none());
+    assert!(
+        sink.enumerate(|data, _| {
+            visited.push(data[0]);
+            D::ContinueEnumeration
+        })
+        .is_none()
+    );
     assert_eq!(visited, [1, 2, 3, 4]);
     visited.clear();
     sink.enumerate(|data, _| {
@@ -243,19 +333,41 @@ fn enumerate_applies_each_disposition() {
     });
     assert_eq!(visited, [1]);
     // Stop the timers of 1 and 2 (continue, then stop at 2).
-    sink.enumerate(|data, _| if data[0] == 1 { D::StopTimerAndContinueEnumeration } else { D::StopTimerAndStopEnumeration });
+    sink.enumerate(|data, _| {
+        if data[0] == 1 {
+            D::StopTimerAndContinueEnumeration
+        } else {
+            D::StopTimerAndStopEnumeration
+        }
+    });
     // Remove 3.
-    let removed = sink.enumerate(|data, _| if data[0] == 3 { D::RemoveAndStopEnumeration } else { D::ContinueEnumeration });
+    let removed = sink.enumerate(|data, _| {
+        if data[0] == 3 {
+            D::RemoveAndStopEnumeration
+        } else {
+            D::ContinueEnumeration
+        }
+    });
     assert_eq!(removed.expect("removed").data()[0], 3);
     // Reset 4's timer (it still expires, later).
-    sink.enumerate(|data, _| if data[0] == 4 { D::ResetTimerAndStopEnumeration } else { D::ContinueEnumeration });
+    sink.enumerate(|data, _| {
+        if data[0] == 4 {
+            D::ResetTimerAndStopEnumeration
+        } else {
+            D::ContinueEnumeration
+        }
+    });
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while expired.lock().unwrap().is_empty() {
         assert!(std::time::Instant::now() < deadline, "4 never expired");
         std::thread::sleep(Duration::from_millis(5));
     }
     session.wait_idle();
-    assert_eq!(*expired.lock().unwrap(), [4], "only the buffer whose timer kept running expired");
+    assert_eq!(
+        *expired.lock().unwrap(),
+        [4],
+        "only the buffer whose timer kept running expired"
+    );
     assert_eq!(sink.count(), 2, "1 and 2 stay, without timers");
     drop((sink, pool, device));
     session.end();
@@ -266,11 +378,20 @@ fn closing_pools_frees_or_returns_buffers_without_leaks() {
     let session = Session::begin();
     let device = device();
     let pool = source(&device, settings(3, 8, 8));
-    let sink = BufferPool::create(device.handle().cast(), BufferPoolConfig::sink(0), ModuleAttributes::new()).unwrap();
+    let sink = BufferPool::create(
+        device.handle().cast(),
+        BufferPoolConfig::sink(0),
+        ModuleAttributes::new(),
+    )
+    .unwrap();
     sink.put(pool.get().unwrap()).unwrap();
     let outstanding = pool.get().unwrap();
     drop(sink);
-    assert_eq!(pool.count(), 2, "a closing sink returns its buffers to their source");
+    assert_eq!(
+        pool.count(),
+        2,
+        "a closing sink returns its buffers to their source"
+    );
     drop(pool);
     // The pool is gone; its buffer is still valid and is freed when dropped.
     assert_eq!(outstanding.len(), 8);
@@ -291,7 +412,10 @@ fn concurrent_get_and_put_keep_every_buffer() {
             std::thread::spawn(move || {
                 for i in 0..2000u32 {
                     let Ok(mut buffer) = pool.get() else { continue };
-                    assert!(buffer.data().iter().all(|&b| b == 0), "a buffer is never shared");
+                    assert!(
+                        buffer.data().iter().all(|&b| b == 0),
+                        "a buffer is never shared"
+                    );
                     buffer.data_mut().fill((t + i) as u8 | 1);
                     if i % 2 == 0 {
                         pool.put(buffer).unwrap();

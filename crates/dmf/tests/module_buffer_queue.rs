@@ -1,4 +1,4 @@
-//! BufferQueue on the simulation: the fetch/enqueue/dequeue/reuse cycle, head insertion,
+//! `BufferQueue` on the simulation: the fetch/enqueue/dequeue/reuse cycle, head insertion,
 //! timers, enumerate, flush, the reuse-cleanup callback, foreign buffers and a producer/consumer
 //! pair of threads.
 
@@ -17,11 +17,17 @@ fn device() -> Memory {
 }
 
 fn settings(count: usize, size: usize) -> SourceSettings {
-    SourceSettings { buffer_count: count, buffer_size: size, buffer_context_size: 2, ..SourceSettings::default() }
+    SourceSettings {
+        buffer_count: count,
+        buffer_size: size,
+        buffer_context_size: 2,
+        ..SourceSettings::default()
+    }
 }
 
 fn queue(device: &Memory, config: BufferQueueConfig) -> BufferQueue {
-    BufferQueue::create(device.handle().cast(), config, ModuleAttributes::new()).expect("queue is created")
+    BufferQueue::create(device.handle().cast(), config, ModuleAttributes::new())
+        .expect("queue is created")
 }
 
 #[test]
@@ -31,7 +37,9 @@ fn fetch_enqueue_dequeue_reuse_cycle() {
     let cleaned = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&cleaned);
     let mut config = BufferQueueConfig::new(settings(3, 4));
-    config.on_reuse_cleanup = Some(Box::new(move |data, context| log.lock().unwrap().push((data[0], context[0]))));
+    config.on_reuse_cleanup = Some(Box::new(move |data, context| {
+        log.lock().unwrap().push((data[0], context[0]));
+    }));
     let q = queue(&device, config);
     assert_eq!((q.count(), q.free_count()), (0, 3));
     for value in 1..=3u8 {
@@ -40,21 +48,44 @@ fn fetch_enqueue_dequeue_reuse_cycle() {
         buffer.context_mut()[0] = value * 10;
         q.enqueue(buffer).unwrap();
     }
-    assert_eq!(q.fetch().err(), Some(NtStatus::UNSUCCESSFUL), "producer empty");
+    assert_eq!(
+        q.fetch().err(),
+        Some(NtStatus::UNSUCCESSFUL),
+        "producer empty"
+    );
     assert_eq!(q.count(), 3);
     let first = q.dequeue().unwrap();
     assert_eq!((first.data()[0], first.context()[0]), (1, 10), "FIFO");
     q.reuse(first).unwrap();
-    assert_eq!(*cleaned.lock().unwrap(), [(1, 10)], "cleanup sees the data before it is zeroed");
+    assert_eq!(
+        *cleaned.lock().unwrap(),
+        [(1, 10)],
+        "cleanup sees the data before it is zeroed"
+    );
     let again = q.fetch().unwrap();
     assert!(again.data().iter().all(|&b| b == 0) && again.context().iter().all(|&b| b == 0));
     q.enqueue_at_head(again).unwrap();
-    assert_eq!(q.dequeue().unwrap().data()[0], 0, "head insert dequeues first (then drops: reused)");
-    assert_eq!(cleaned.lock().unwrap().len(), 2, "a dropped buffer is reused with cleanup");
+    assert_eq!(
+        q.dequeue().unwrap().data()[0],
+        0,
+        "head insert dequeues first (then drops: reused)"
+    );
+    assert_eq!(
+        cleaned.lock().unwrap().len(),
+        2,
+        "a dropped buffer is reused with cleanup"
+    );
     q.flush();
     assert_eq!((q.count(), q.free_count()), (0, 3));
-    assert_eq!(*cleaned.lock().unwrap(), [(1, 10), (0, 0), (2, 20), (3, 30)]);
-    assert_eq!(q.dequeue().err(), Some(NtStatus::UNSUCCESSFUL), "consumer empty");
+    assert_eq!(
+        *cleaned.lock().unwrap(),
+        [(1, 10), (0, 0), (2, 20), (3, 30)]
+    );
+    assert_eq!(
+        q.dequeue().err(),
+        Some(NtStatus::UNSUCCESSFUL),
+        "consumer empty"
+    );
     drop((q, device));
     session.end();
 }
@@ -69,7 +100,9 @@ fn foreign_buffers_are_refused_with_the_buffer() {
     let error = b.enqueue(buffer).expect_err("from another queue");
     assert_eq!(error.kind, PutErrorKind::ForeignBuffer);
     let error = b.reuse(error.into_buffer()).expect_err("still foreign");
-    let error = b.enqueue_at_head(error.into_buffer()).expect_err("still foreign");
+    let error = b
+        .enqueue_at_head(error.into_buffer())
+        .expect_err("still foreign");
     assert_eq!(error.status(), NtStatus::INVALID_PARAMETER);
     a.enqueue(error.into_buffer()).unwrap();
     assert_eq!((a.count(), b.count()), (1, 0));
@@ -86,17 +119,28 @@ fn enqueue_with_timer_expires_to_the_callback() {
     let mut s = settings(2, 4);
     s.create_with_timer = true;
     let mut config = BufferQueueConfig::new(s);
-    config.on_timer_expired = Some(Box::new(move |buffer, context| tx.lock().unwrap().send((buffer.data()[0], context)).unwrap()));
+    config.on_timer_expired = Some(Box::new(move |buffer, context| {
+        tx.lock()
+            .unwrap()
+            .send((buffer.data()[0], context))
+            .unwrap();
+    }));
     let q = queue(&device, config);
     let mut buffer = q.fetch().unwrap();
     buffer.data_mut()[0] = 5;
     q.enqueue_with_timer(buffer, 5, 77).unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (5, 77));
     session.wait_idle();
-    assert_eq!(q.free_count(), 2, "the callback dropped it: back to the producer");
+    assert_eq!(
+        q.free_count(),
+        2,
+        "the callback dropped it: back to the producer"
+    );
     // Without create_with_timer the timer put is refused.
     let plain = queue(&device, BufferQueueConfig::new(settings(1, 4)));
-    let error = plain.enqueue_with_timer(plain.fetch().unwrap(), 5, 0).expect_err("no timer");
+    let error = plain
+        .enqueue_with_timer(plain.fetch().unwrap(), 5, 0)
+        .expect_err("no timer");
     assert_eq!(error.kind, PutErrorKind::NoTimer);
     drop(error);
     drop((q, plain, device));
@@ -114,7 +158,11 @@ fn enumerate_walks_pending_work() {
         q.enqueue(buffer).unwrap();
     }
     let taken = q.enumerate(|data, _| {
-        if data[0] == 5 { EnumerationDisposition::RemoveAndStopEnumeration } else { EnumerationDisposition::ContinueEnumeration }
+        if data[0] == 5 {
+            EnumerationDisposition::RemoveAndStopEnumeration
+        } else {
+            EnumerationDisposition::ContinueEnumeration
+        }
     });
     assert_eq!(taken.unwrap().data()[0], 5);
     assert_eq!(q.count(), 2);
@@ -132,8 +180,17 @@ fn close_flushes_then_children_close() {
     config.on_reuse_cleanup = Some(Box::new(move |_, _| {
         counter.fetch_add(1, Ordering::SeqCst);
     }));
-    let q = BufferQueue::create(device.handle().cast(), config, ModuleAttributes::static_module()).unwrap();
-    assert_eq!(q.core().state(), ModuleState::Created, "static modules wait for their collection");
+    let q = BufferQueue::create(
+        device.handle().cast(),
+        config,
+        ModuleAttributes::static_module(),
+    )
+    .unwrap();
+    assert_eq!(
+        q.core().state(),
+        ModuleState::Created,
+        "static modules wait for their collection"
+    );
     let mut modules = DeviceModules::new();
     modules.add(&q).unwrap();
     modules.post_create().unwrap();
@@ -141,7 +198,11 @@ fn close_flushes_then_children_close() {
     q.enqueue(q.fetch().unwrap()).unwrap();
     q.enqueue(q.fetch().unwrap()).unwrap();
     modules.destroy();
-    assert_eq!(cleaned.load(Ordering::SeqCst), 2, "close flushed pending work through the cleanup");
+    assert_eq!(
+        cleaned.load(Ordering::SeqCst),
+        2,
+        "close flushed pending work through the cleanup"
+    );
     assert_eq!(q.core().state(), ModuleState::Closed);
     drop((modules, q, device));
     session.end();
@@ -149,10 +210,10 @@ fn close_flushes_then_children_close() {
 
 #[test]
 fn producer_and_consumer_threads() {
+    const ITEMS: u32 = 5000;
     let session = Session::begin();
     let device = device();
     let q = Arc::new(queue(&device, BufferQueueConfig::new(settings(4, 8))));
-    const ITEMS: u32 = 5000;
     let producer = {
         let q = Arc::clone(&q);
         std::thread::spawn(move || {

@@ -1,6 +1,6 @@
-//! QueuedWorkItem on the simulation: passive-level callbacks in FIFO order, enqueue from
-//! DISPATCH_LEVEL, status to a waiting caller, oversized blocks, exhaustion, flush releasing
-//! waiters with STATUS_CANCELLED, enqueue after flush/close, and concurrent enqueuers.
+//! `QueuedWorkItem` on the simulation: passive-level callbacks in FIFO order, enqueue from
+//! `DISPATCH_LEVEL`, status to a waiting caller, oversized blocks, exhaustion, flush releasing
+//! waiters with `STATUS_CANCELLED`, enqueue after flush/close, and concurrent enqueuers.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -29,10 +29,18 @@ fn work_item(
     size: usize,
     callback: impl Fn(&mut QueuedWork<'_>) + Send + Sync + 'static,
 ) -> QueuedWorkItem {
-    let settings = SourceSettings { buffer_count: count, buffer_size: size, buffer_context_size: 4, ..SourceSettings::default() };
+    let settings = SourceSettings {
+        buffer_count: count,
+        buffer_size: size,
+        buffer_context_size: 4,
+        ..SourceSettings::default()
+    };
     QueuedWorkItem::create(
         device.handle().cast(),
-        QueuedWorkItemConfig { buffer_queue: BufferQueueConfig::new(settings), callback: Box::new(callback) },
+        QueuedWorkItemConfig {
+            buffer_queue: BufferQueueConfig::new(settings),
+            callback: Box::new(callback),
+        },
         ModuleAttributes::new(),
     )
     .expect("module is created")
@@ -45,8 +53,14 @@ fn callbacks_run_at_passive_level_in_fifo_order_with_the_bytes_enqueued() {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let item = work_item(&device, 8, 4, move |work| {
-        assert!(work.context().iter().all(|&b| b == 0), "client context starts zeroed");
-        tx.lock().unwrap().send((work.buffer().to_vec(), current_irql())).unwrap();
+        assert!(
+            work.context().iter().all(|&b| b == 0),
+            "client context starts zeroed"
+        );
+        tx.lock()
+            .unwrap()
+            .send((work.buffer().to_vec(), current_irql()))
+            .unwrap();
     });
     sim::at_irql(wdk_sys::DISPATCH_LEVEL as u8, || {
         item.enqueue(&[1]).unwrap();
@@ -54,7 +68,9 @@ fn callbacks_run_at_passive_level_in_fifo_order_with_the_bytes_enqueued() {
         item.enqueue(&[3, 3, 3, 3]).unwrap();
     });
     for expected in [vec![1u8], vec![2, 2], vec![3, 3, 3, 3]] {
-        let (bytes, irql) = rx.recv_timeout(Duration::from_secs(5)).expect("callback ran");
+        let (bytes, irql) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("callback ran");
         assert_eq!(bytes, expected);
         assert_eq!(irql, 0, "PASSIVE_LEVEL");
     }
@@ -74,7 +90,10 @@ fn enqueue_and_wait_returns_the_status_the_callback_set() {
         }
     });
     assert_eq!(item.enqueue_and_wait(&[1]), Ok(()));
-    assert_eq!(item.enqueue_and_wait(&[0]), Err(NtStatus::INVALID_PARAMETER));
+    assert_eq!(
+        item.enqueue_and_wait(&[0]),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
     drop((item, device));
     session.end();
 }
@@ -89,7 +108,10 @@ fn oversized_block_is_refused_and_its_buffer_returned() {
         counter.fetch_add(1, Ordering::SeqCst);
     });
     assert_eq!(item.enqueue(&[0; 5]), Err(NtStatus::BUFFER_TOO_SMALL));
-    assert_eq!(item.enqueue_and_wait(&[0; 5]), Err(NtStatus::BUFFER_TOO_SMALL));
+    assert_eq!(
+        item.enqueue_and_wait(&[0; 5]),
+        Err(NtStatus::BUFFER_TOO_SMALL)
+    );
     // The single buffer was not leaked: a fitting block still goes through.
     assert_eq!(item.enqueue_and_wait(&[0; 4]), Ok(()));
     assert_eq!(ran.load(Ordering::SeqCst), 1);
@@ -109,9 +131,16 @@ fn all_buffers_pending_is_unsuccessful() {
         g.wait();
     });
     item.enqueue(&[1]).unwrap();
-    assert!(started.wait_timeout(Duration::from_secs(5)), "first callback running");
+    assert!(
+        started.wait_timeout(Duration::from_secs(5)),
+        "first callback running"
+    );
     item.enqueue(&[2]).unwrap();
-    assert_eq!(item.enqueue(&[3]), Err(NtStatus::UNSUCCESSFUL), "both buffers busy");
+    assert_eq!(
+        item.enqueue(&[3]),
+        Err(NtStatus::UNSUCCESSFUL),
+        "both buffers busy"
+    );
     let _ = gate.set();
     session.wait_idle();
     item.enqueue(&[4]).unwrap();
@@ -160,14 +189,24 @@ fn flush_cancels_waiters_and_later_enqueues_fail() {
         assert!(std::time::Instant::now() < deadline, "flush never began");
         std::thread::yield_now();
     }
-    assert!(!flusher.is_finished(), "flush waits for the running callback");
+    assert!(
+        !flusher.is_finished(),
+        "flush waits for the running callback"
+    );
     let _ = gate.set();
     flusher.join().unwrap();
-    assert_eq!(waiter.join().unwrap(), Err(NtStatus::CANCELLED), "the waiter is released, not left hanging");
+    assert_eq!(
+        waiter.join().unwrap(),
+        Err(NtStatus::CANCELLED),
+        "the waiter is released, not left hanging"
+    );
     assert_eq!(*ran.lock().unwrap(), [1], "items not started are not run");
     assert_eq!(item.pending_count(), 0, "their buffers went back");
     assert_eq!(item.enqueue(&[4]), Err(NtStatus::INVALID_DEVICE_STATE));
-    assert_eq!(item.enqueue_and_wait(&[4]), Err(NtStatus::INVALID_DEVICE_STATE));
+    assert_eq!(
+        item.enqueue_and_wait(&[4]),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
     session.wait_idle();
     drop(item);
     drop(device);
@@ -222,7 +261,11 @@ fn concurrent_enqueuers_each_run_once() {
         thread.join().unwrap();
     }
     session.wait_idle();
-    assert_eq!(total.load(Ordering::SeqCst), 900, "every enqueue ran exactly once");
+    assert_eq!(
+        total.load(Ordering::SeqCst),
+        900,
+        "every enqueue ran exactly once"
+    );
     drop(item);
     drop(device);
     session.end();

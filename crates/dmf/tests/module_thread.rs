@@ -42,11 +42,16 @@ fn dmf_control_runs_pre_work_post() {
     });
     assert!(thread.is_stopped());
     thread.start().unwrap();
-    assert_eq!(thread.start(), Err(NtStatus::INVALID_DEVICE_STATE), "already started");
+    assert_eq!(
+        thread.start(),
+        Err(NtStatus::INVALID_DEVICE_STATE),
+        "already started"
+    );
     thread.work_ready();
     rx.recv_timeout(Duration::from_secs(5)).expect("work ran");
     thread.work_ready();
-    rx.recv_timeout(Duration::from_secs(5)).expect("work ran again");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("work ran again");
     thread.stop();
     assert!(thread.is_stopped());
     assert_eq!(*log.lock().unwrap(), ["pre", "work", "work", "post"]);
@@ -69,8 +74,12 @@ fn work_signal_while_stopped_is_latched_for_the_next_start() {
     thread.work_ready();
     thread.work_ready(); // coalesces
     thread.start().unwrap();
-    rx.recv_timeout(Duration::from_secs(5)).expect("latched work ran after start");
-    assert!(rx.recv_timeout(Duration::from_millis(30)).is_err(), "two signals before the wake ran work once");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("latched work ran after start");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(30)).is_err(),
+        "two signals before the wake ran work once"
+    );
     thread.stop();
     assert_eq!(*log.lock().unwrap(), ["pre", "work", "post"]);
     drop(thread);
@@ -88,7 +97,10 @@ fn stop_waits_for_work_in_progress_and_wins_over_pending_work() {
         work_log.lock().unwrap().push("work");
         let _ = i.set();
         g.wait();
-        assert!(context.is_stop_pending(), "stop was requested while working");
+        assert!(
+            context.is_stop_pending(),
+            "stop was requested while working"
+        );
     }));
     thread.start().unwrap();
     thread.work_ready();
@@ -107,7 +119,11 @@ fn stop_waits_for_work_in_progress_and_wins_over_pending_work() {
     let _ = gate.set();
     stopper.join().unwrap();
     assert!(!thread.is_stop_pending());
-    assert_eq!(*log.lock().unwrap(), ["pre", "work", "post"], "pending work was not processed after stop");
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["pre", "work", "post"],
+        "pending work was not processed after stop"
+    );
     drop(thread);
     session.end();
 }
@@ -146,7 +162,11 @@ fn close_ends_the_thread_and_start_then_fails() {
     let thread = dmf_thread(&log, |_| {});
     thread.start().unwrap();
     lifecycle::close(&*thread);
-    assert_eq!(*log.lock().unwrap(), ["pre", "post"], "close stopped the loop");
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["pre", "post"],
+        "close stopped the loop"
+    );
     assert_eq!(thread.start(), Err(NtStatus::INVALID_DEVICE_STATE));
     thread.work_ready(); // allowed while closed: nothing happens
     drop(thread);
@@ -157,11 +177,16 @@ fn close_ends_the_thread_and_start_then_fails() {
 fn passive_level_option_is_refused() {
     let session = Session::begin();
     let result = Thread::create(
-        ThreadConfig { control: ThreadControl::Client(Box::new(|_| {})) },
+        ThreadConfig {
+            control: ThreadControl::Client(Box::new(|_| {})),
+        },
         ModuleAttributes::passive(),
     );
-    let error = result.err().expect("refused");
-    assert_eq!(error, ModuleError::Config(ConfigError::PassiveLevelNotSupported));
+    let error = result.expect_err("refused");
+    assert_eq!(
+        error,
+        ModuleError::Config(ConfigError::PassiveLevelNotSupported)
+    );
     assert_eq!(error.status(), NtStatus::INVALID_DEVICE_REQUEST);
     session.end();
 }

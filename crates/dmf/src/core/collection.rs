@@ -13,9 +13,9 @@ use crate::wdf::NtStatus;
 /// The top-level modules of one device, in the order they were added (DMF's module collection).
 ///
 /// Call each method from the device callback of the same name; every module tree then sees the
-/// callback in DMF's order: PrepareHardware, D0Entry, SurpriseRemoval and QueryRemove go through
-/// the collection forward, ReleaseHardware and D0Exit backward. PrepareHardware and D0Entry stop
-/// at the first failure and close what they had opened; ReleaseHardware always runs.
+/// callback in DMF's order: `PrepareHardware`, `D0Entry`, `SurpriseRemoval` and `QueryRemove` go through
+/// the collection forward, `ReleaseHardware` and `D0Exit` backward. `PrepareHardware` and `D0Entry` stop
+/// at the first failure and close what they had opened; `ReleaseHardware` always runs.
 #[derive(Default)]
 pub struct DeviceModules {
     modules: Vec<Arc<dyn ModuleNode>>,
@@ -25,18 +25,25 @@ impl DeviceModules {
     /// An empty collection.
     #[must_use]
     pub const fn new() -> Self {
-        Self { modules: Vec::new() }
+        Self {
+            modules: Vec::new(),
+        }
     }
 
     /// Adds a static module (created with `ModuleAttributes::static_module()`); the collection
-    /// opens it in [`DeviceModules::post_create`] or the PnP callback its open option names.
-    pub fn add<N: ModuleNode + 'static>(&mut self, module: &impl AsRef<Module<N>>) -> Result<(), ModuleError> {
+    /// opens it in [`DeviceModules::post_create`] or the `PnP` callback its open option names.
+    pub fn add<N: ModuleNode + 'static>(
+        &mut self,
+        module: &impl AsRef<Module<N>>,
+    ) -> Result<(), ModuleError> {
         let module = module.as_ref();
         let core = module.core();
         if core.is_dynamic() || !core.mark_in_collection() {
             return Err(ConfigError::NotAStaticModule.into());
         }
-        self.modules.try_reserve(1).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        self.modules
+            .try_reserve(1)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         self.modules.push(module.shared());
         Ok(())
     }
@@ -120,7 +127,9 @@ impl DeviceModules {
 
     /// `EvtDeviceQueryRemove`: the first module that refuses vetoes the removal.
     pub fn query_remove(&self) -> Result<(), NtStatus> {
-        self.modules.iter().try_for_each(|module| lifecycle::query_remove(&**module))
+        self.modules
+            .iter()
+            .try_for_each(|module| lifecycle::query_remove(&**module))
     }
 
     /// Device cleanup: closes every module tree, last added first.
@@ -140,6 +149,8 @@ impl Drop for DeviceModules {
 
 impl core::fmt::Debug for DeviceModules {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.modules.iter().map(|m| m.core().name())).finish()
+        f.debug_list()
+            .entries(self.modules.iter().map(|m| m.core().name()))
+            .finish()
     }
 }

@@ -86,7 +86,9 @@ fn check_open_order(node: &dyn ModuleNode) -> Result<(), ConfigError> {
 pub fn open_on_create(node: &dyn ModuleNode) -> Result<(), ModuleError> {
     let count = node.child_count();
     for index in 0..count {
-        let Some(child) = node.child(index) else { continue };
+        let Some(child) = node.child(index) else {
+            continue;
+        };
         if let Err(error) = open_on_create(child) {
             for opened in (0..index).rev().filter_map(|i| node.child(i)) {
                 close_on_destroy(opened);
@@ -94,14 +96,16 @@ pub fn open_on_create(node: &dyn ModuleNode) -> Result<(), ModuleError> {
             return Err(error);
         }
     }
-    let result = check_open_order(node).map_err(ModuleError::from).and_then(|()| {
-        match node.core().open_option() {
-            OpenOption::OpenCreate => open_during(node, OpenedDuring::Create)?,
-            OpenOption::NotifyCreate => register(node)?,
-            _ => {}
-        }
-        Ok(())
-    });
+    let result = check_open_order(node)
+        .map_err(ModuleError::from)
+        .and_then(|()| {
+            match node.core().open_option() {
+                OpenOption::OpenCreate => open_during(node, OpenedDuring::Create)?,
+                OpenOption::NotifyCreate => register(node)?,
+                _ => {}
+            }
+            Ok(())
+        });
     if result.is_err() {
         for child in children(node).rev() {
             close_on_destroy(child);
@@ -141,7 +145,9 @@ pub fn prepare_hardware(node: &dyn ModuleNode) -> Result<(), NtStatus> {
 pub fn release_hardware(node: &dyn ModuleNode) {
     node.release_hardware();
     match node.core().open_option() {
-        OpenOption::OpenPrepareHardware if node.core().opened_during() == OpenedDuring::PrepareHardware => {
+        OpenOption::OpenPrepareHardware
+            if node.core().opened_during() == OpenedDuring::PrepareHardware =>
+        {
             close(node);
         }
         OpenOption::NotifyPrepareHardware => unregister(node),
@@ -182,7 +188,10 @@ pub fn d0_exit(node: &dyn ModuleNode, target: PowerState) {
         OpenOption::NotifyD0Entry => unregister(node),
         OpenOption::OpenD0EntrySystemPowerUp
             if core.opened_during() == OpenedDuring::D0EntrySystemPowerUp
-                && matches!(target, PowerState::D3Final | PowerState::PrepareForHibernation) =>
+                && matches!(
+                    target,
+                    PowerState::D3Final | PowerState::PrepareForHibernation
+                ) =>
         {
             close(node);
         }
@@ -212,7 +221,7 @@ pub fn query_remove(node: &dyn ModuleNode) -> Result<(), NtStatus> {
 }
 
 /// Closes every module of the tree that was opened during one of `moments` (failure cleanup of
-/// PrepareHardware / D0Entry): the parent, then children in reverse order.
+/// `PrepareHardware` / D0Entry): the parent, then children in reverse order.
 pub fn close_opened_during(node: &dyn ModuleNode, moments: &[OpenedDuring]) {
     if moments.contains(&node.core().opened_during()) {
         close(node);

@@ -20,7 +20,11 @@ pub enum ModuleLock<T> {
 impl<T> ModuleLock<T> {
     /// Creates the lock kind a module with the given passive-level option uses.
     pub fn create(value: T, passive_level: bool) -> Result<Self, NtStatus> {
-        Ok(if passive_level { Self::Wait(WaitLock::create(value)?) } else { Self::Spin(SpinLock::create(value)?) })
+        Ok(if passive_level {
+            Self::Wait(WaitLock::create(value)?)
+        } else {
+            Self::Spin(SpinLock::create(value)?)
+        })
     }
 
     /// Acquires the lock.
@@ -40,7 +44,11 @@ impl<T> ModuleLock<T> {
 
 impl<T> core::fmt::Debug for ModuleLock<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(if self.is_passive() { "ModuleLock::Wait" } else { "ModuleLock::Spin" })
+        f.write_str(if self.is_passive() {
+            "ModuleLock::Wait"
+        } else {
+            "ModuleLock::Spin"
+        })
     }
 }
 

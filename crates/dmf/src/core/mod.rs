@@ -47,9 +47,9 @@
 //! * A module's own PnP/power callback runs *in addition to* the generic open/close for that
 //!   callback (DMF replaces the generic handler when a module overrides it).
 //! * `OpenD0EntrySystemPowerUp` cannot see the system power action: it opens when the previous
-//!   state is D3Final or D3 with the module closed, and closes on D0Exit to D3Final or to
-//!   PrepareForHibernation.
-//! * Destroying a module closes it whatever its open option, so a module opened by a PnP
+//!   state is `D3Final` or D3 with the module closed, and closes on `D0Exit` to `D3Final` or to
+//!   `PrepareForHibernation`.
+//! * Destroying a module closes it whatever its open option, so a module opened by a `PnP`
 //!   callback that never came back down is not left open.
 //! * The module's two atomic counters replace DMF's reference-count spin lock.
 

@@ -21,7 +21,9 @@ impl<N: ModuleNode + 'static> Module<N> {
     /// Takes ownership of a built module: opens it now if it is dynamic (per its open option),
     /// or leaves it for a collection if it is static.
     pub fn new(node: N) -> Result<Self, ModuleError> {
-        let module = Self { node: Arc::new(node) };
+        let module = Self {
+            node: Arc::new(node),
+        };
         let core = module.node.core();
         if core.is_dynamic() {
             if module.node.has_pnp_callbacks() {
@@ -34,7 +36,9 @@ impl<N: ModuleNode + 'static> Module<N> {
 
     /// Takes ownership of a child built by its parent: it is opened by the parent's tree.
     pub fn new_child(node: N) -> Self {
-        Self { node: Arc::new(node) }
+        Self {
+            node: Arc::new(node),
+        }
     }
 
     /// The module as a tree node.

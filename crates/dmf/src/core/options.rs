@@ -12,16 +12,16 @@ use alloc::boxed::Box;
 pub enum OpenOption {
     /// Open when the module is created; close when it is destroyed.
     OpenCreate = 1,
-    /// Open in PrepareHardware; close in ReleaseHardware.
+    /// Open in `PrepareHardware`; close in `ReleaseHardware`.
     OpenPrepareHardware = 2,
-    /// Open in D0Entry when coming from D3Final (or from D3 while closed); close in D0Exit to
-    /// D3Final.
+    /// Open in `D0Entry` when coming from `D3Final` (or from D3 while closed); close in `D0Exit` to
+    /// `D3Final`.
     OpenD0EntrySystemPowerUp = 3,
-    /// Open in every D0Entry; close in every D0Exit.
+    /// Open in every `D0Entry`; close in every `D0Exit`.
     OpenD0Entry = 4,
-    /// Register notifications in PrepareHardware; unregister in ReleaseHardware.
+    /// Register notifications in `PrepareHardware`; unregister in `ReleaseHardware`.
     NotifyPrepareHardware = 5,
-    /// Register notifications in D0Entry; unregister in D0Exit.
+    /// Register notifications in `D0Entry`; unregister in `D0Exit`.
     NotifyD0Entry = 6,
     /// Register notifications at create; unregister at destroy.
     NotifyCreate = 7,
@@ -52,11 +52,11 @@ pub enum OpenedDuring {
     Manual = 1,
     /// Opened at create.
     Create = 2,
-    /// Opened in PrepareHardware.
+    /// Opened in `PrepareHardware`.
     PrepareHardware = 3,
-    /// Opened in D0Entry.
+    /// Opened in `D0Entry`.
     D0Entry = 4,
-    /// Opened in D0Entry on system power-up.
+    /// Opened in `D0Entry` on system power-up.
     D0EntrySystemPowerUp = 5,
 }
 
@@ -97,7 +97,13 @@ impl ModuleAttributes {
     /// DMF's defaults: dynamic, dispatch level, no callbacks.
     #[must_use]
     pub const fn new() -> Self {
-        Self { name: None, passive_level: false, dynamic: true, post_open: None, pre_close: None }
+        Self {
+            name: None,
+            passive_level: false,
+            dynamic: true,
+            post_open: None,
+            pre_close: None,
+        }
     }
 
     /// Defaults with the passive-level option set.
@@ -120,7 +126,13 @@ impl ModuleAttributes {
     /// same dynamic flag, no client callbacks.
     #[must_use]
     pub const fn child_of(parent_passive_level: bool, name: &'static str) -> Self {
-        Self { name: Some(name), passive_level: parent_passive_level, dynamic: false, post_open: None, pre_close: None }
+        Self {
+            name: Some(name),
+            passive_level: parent_passive_level,
+            dynamic: false,
+            post_open: None,
+            pre_close: None,
+        }
     }
 }
 

@@ -29,7 +29,10 @@ impl References {
     /// A counter in the "not open" state.
     #[must_use]
     pub fn new() -> Self {
-        Self { word: AtomicU64::new(0), drained: Event::new(EventKind::Synchronization, false) }
+        Self {
+            word: AtomicU64::new(0),
+            drained: Event::new(EventKind::Synchronization, false),
+        }
     }
 
     /// Marks the resource open: references can be taken.
@@ -45,7 +48,12 @@ impl References {
             if current & CLOSE_PENDING != 0 || current & COUNT_MASK == 0 {
                 return Err(NtStatus::INVALID_DEVICE_STATE);
             }
-            match self.word.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match self.word.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }
@@ -56,7 +64,10 @@ impl References {
     /// the last one, wakes it.
     pub fn release(&self) {
         let previous = self.word.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(previous & COUNT_MASK > 1, "module reference released more often than taken");
+        debug_assert!(
+            previous & COUNT_MASK > 1,
+            "module reference released more often than taken"
+        );
         if previous & CLOSE_PENDING != 0 && previous & COUNT_MASK == 2 {
             let _ = self.drained.set();
         }
@@ -85,7 +96,11 @@ impl References {
             return;
         }
         loop {
-            if self.word.compare_exchange(CLOSE_PENDING | 1, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if self
+                .word
+                .compare_exchange(CLOSE_PENDING | 1, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
                 return;
             }
             // The releaser that brings the count to one sets the signal after its decrement, so
@@ -95,13 +110,19 @@ impl References {
     }
 }
 
+impl Default for References {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl core::fmt::Debug for References {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let word = self.word.load(Ordering::Relaxed);
         f.debug_struct("References")
             .field("count", &(word & COUNT_MASK))
             .field("close_pending", &(word & CLOSE_PENDING != 0))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,7 +143,9 @@ impl<'a> ModuleReference<'a> {
     /// operation (take it when sending, release it in the completion routine, at any IRQL up to
     /// `DISPATCH_LEVEL`). Costs one atomic increment, no allocation.
     pub fn into_held(self) -> HeldReference {
-        let held = HeldReference { references: Arc::clone(self.references) };
+        let held = HeldReference {
+            references: Arc::clone(self.references),
+        };
         core::mem::forget(self);
         held
     }
@@ -157,6 +180,8 @@ impl Drop for HeldReference {
 
 impl core::fmt::Debug for HeldReference {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_tuple("HeldReference").field(&self.references).finish()
+        f.debug_tuple("HeldReference")
+            .field(&self.references)
+            .finish()
     }
 }

@@ -1,4 +1,4 @@
-//! BufferPool: a thread-safe list of fixed-size buffers, each with a client context area.
+//! `BufferPool`: a thread-safe list of fixed-size buffers, each with a client context area.
 //!
 //! A **source** pool creates its buffers when it opens (`buffer_count` of them, each
 //! `buffer_size` bytes of data plus `buffer_context_size` bytes of client context) and lends
@@ -135,7 +135,7 @@ pub enum BufferPoolMode {
 }
 
 /// Called when a buffer comes back to its source, with its data and context, before they are
-/// zeroed (used by BufferQueue for its reuse-cleanup callback).
+/// zeroed (used by `BufferQueue` for its reuse-cleanup callback).
 pub type ReturnCallback = Box<dyn Fn(&mut [u8], &mut [u8]) + Send + Sync>;
 
 /// Receives a buffer whose timer expired in a sink, with the context passed to
@@ -156,19 +156,29 @@ impl BufferPoolConfig {
     /// A source pool with `settings` and no callbacks.
     #[must_use]
     pub fn source(settings: SourceSettings) -> Self {
-        Self { mode: BufferPoolMode::Source(settings), on_buffer_returned: None, on_timer_expired: None }
+        Self {
+            mode: BufferPoolMode::Source(settings),
+            on_buffer_returned: None,
+            on_timer_expired: None,
+        }
     }
 
     /// A sink pool with room for `capacity` buffers and no callbacks.
     #[must_use]
     pub fn sink(capacity: usize) -> Self {
-        Self { mode: BufferPoolMode::Sink { capacity }, on_buffer_returned: None, on_timer_expired: None }
+        Self {
+            mode: BufferPoolMode::Sink { capacity },
+            on_buffer_returned: None,
+            on_timer_expired: None,
+        }
     }
 }
 
 impl core::fmt::Debug for BufferPoolConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("BufferPoolConfig").field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("BufferPoolConfig")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -288,19 +298,27 @@ pub struct PoolBuffer {
 
 impl PoolBuffer {
     fn new(storage: Storage) -> Self {
-        Self { storage: Some(storage) }
+        Self {
+            storage: Some(storage),
+        }
     }
 
     fn storage(&self) -> &Storage {
-        self.storage.as_ref().expect("a PoolBuffer holds its storage until dropped")
+        self.storage
+            .as_ref()
+            .expect("a PoolBuffer holds its storage until dropped")
     }
 
     fn storage_mut(&mut self) -> &mut Storage {
-        self.storage.as_mut().expect("a PoolBuffer holds its storage until dropped")
+        self.storage
+            .as_mut()
+            .expect("a PoolBuffer holds its storage until dropped")
     }
 
     fn into_storage(mut self) -> Storage {
-        self.storage.take().expect("a PoolBuffer holds its storage until dropped")
+        self.storage
+            .take()
+            .expect("a PoolBuffer holds its storage until dropped")
     }
 
     /// The data bytes (always the configured buffer size).
@@ -318,7 +336,10 @@ impl PoolBuffer {
     /// The client context bytes (empty if the pool has no context).
     #[must_use]
     pub fn context(&self) -> &[u8] {
-        self.storage().context.as_ref().map_or(&[], |context| context.as_slice())
+        self.storage()
+            .context
+            .as_ref()
+            .map_or(&[], |context| context.as_slice())
     }
 
     /// The client context bytes, writable.
@@ -379,7 +400,10 @@ impl Drop for PoolBuffer {
 
 impl core::fmt::Debug for PoolBuffer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PoolBuffer").field("len", &self.len()).field("context_len", &self.context().len()).finish()
+        f.debug_struct("PoolBuffer")
+            .field("len", &self.len())
+            .field("context_len", &self.context().len())
+            .finish()
     }
 }
 
@@ -430,16 +454,25 @@ impl PoolShared {
     fn new_storage(self: &Arc<Self>, settings: &SourceSettings) -> Result<Storage, NtStatus> {
         let data = Memory::create(settings.buffer_size, settings.pool_type, None)?;
         let context = if settings.buffer_context_size > 0 {
-            Some(Memory::create(settings.buffer_context_size, settings.pool_type, None)?)
+            Some(Memory::create(
+                settings.buffer_context_size,
+                settings.pool_type,
+                None,
+            )?)
         } else {
             None
         };
         let timer = if settings.create_with_timer {
-            let link = Arc::new(TimerLink { sink: SpinLock::create(None)? });
+            let link = Arc::new(TimerLink {
+                sink: SpinLock::create(None)?,
+            });
             let handler_link = Arc::clone(&link);
             let timer = Timer::new(
                 self.parent.get(),
-                TimerConfig { period: None, level: CallbackLevel::Passive },
+                TimerConfig {
+                    period: None,
+                    level: CallbackLevel::Passive,
+                },
                 move || expire(&handler_link),
             )?;
             Some(BufferTimer { timer, link })
@@ -484,7 +517,10 @@ impl PoolShared {
             drop(storage);
             return;
         }
-        let slot = Slot { storage, expiry: None };
+        let slot = Slot {
+            storage,
+            expiry: None,
+        };
         if at_head {
             list.entries.push_front(slot);
         } else {
@@ -495,10 +531,13 @@ impl PoolShared {
 
 /// Removes the first entry whose timer can be stopped (or that has none).
 fn remove_head(list: &mut PoolList) -> Option<Storage> {
-    let index = list.entries.iter().position(|slot| match (&slot.expiry, &slot.storage.timer) {
-        (Some(_), Some(timer)) => timer.timer.stop(false),
-        _ => true,
-    })?;
+    let index = list
+        .entries
+        .iter()
+        .position(|slot| match (&slot.expiry, &slot.storage.timer) {
+            (Some(_), Some(timer)) => timer.timer.stop(false),
+            _ => true,
+        })?;
     list.entries.remove(index).map(|slot| slot.storage)
 }
 
@@ -510,7 +549,12 @@ fn expire(link: &Arc<TimerLink>) {
     };
     let mut list = sink.list.lock();
     let found = list.entries.iter().position(|slot| {
-        slot.expiry.is_some() && slot.storage.timer.as_ref().is_some_and(|timer| Arc::ptr_eq(&timer.link, link))
+        slot.expiry.is_some()
+            && slot
+                .storage
+                .timer
+                .as_ref()
+                .is_some_and(|timer| Arc::ptr_eq(&timer.link, link))
     });
     let Some(index) = found else {
         return;
@@ -533,7 +577,7 @@ pub struct BufferPoolNode {
     shared: Arc<PoolShared>,
 }
 
-/// A BufferPool module (see the [module documentation](self)).
+/// A `BufferPool` module (see the [module documentation](self)).
 pub struct BufferPool(Module<BufferPoolNode>);
 
 impl AsRef<Module<BufferPoolNode>> for BufferPool {
@@ -554,13 +598,22 @@ impl BufferPool {
     /// Creates the pool; `parent` is the device its buffers' timers belong to. A dynamic module
     /// (the default attributes) is open when this returns. Invalid settings fail with a typed
     /// error before anything is allocated.
-    pub fn create(parent: WDFOBJECT, config: BufferPoolConfig, attributes: ModuleAttributes) -> Result<Self, ModuleError> {
+    pub fn create(
+        parent: WDFOBJECT,
+        config: BufferPoolConfig,
+        attributes: ModuleAttributes,
+    ) -> Result<Self, ModuleError> {
         if let BufferPoolMode::Source(settings) = &config.mode {
             settings.validate(attributes.passive_level)?;
         }
         let passive_level = attributes.passive_level;
         let core = ModuleCore::new("BufferPool", OpenOption::OpenCreate, true, attributes)?;
-        let list = PoolList { entries: VecDeque::new(), open: false, additional: 0, created: 0 };
+        let list = PoolList {
+            entries: VecDeque::new(),
+            open: false,
+            additional: 0,
+            created: 0,
+        };
         let (source, sink_capacity) = match config.mode {
             BufferPoolMode::Source(settings) => (Some(settings), 0),
             BufferPoolMode::Sink { capacity } => (None, capacity),
@@ -609,7 +662,11 @@ impl BufferPoolNode {
         if let Some(storage) = remove_head(&mut list) {
             return Ok(PoolBuffer::new(storage));
         }
-        let Some(settings) = self.shared.source.filter(|s| s.enable_look_aside && list.open) else {
+        let Some(settings) = self
+            .shared
+            .source
+            .filter(|s| s.enable_look_aside && list.open)
+        else {
             return Err(NtStatus::UNSUCCESSFUL);
         };
         list.additional += 1;
@@ -628,7 +685,10 @@ impl BufferPoolNode {
 
     fn check_owner(&self, buffer: PoolBuffer) -> Result<PoolBuffer, PutError> {
         if self.shared.source.is_some() && !Arc::ptr_eq(&buffer.storage().origin, &self.shared) {
-            return Err(PutError { kind: PutErrorKind::ForeignBuffer, buffer });
+            return Err(PutError {
+                kind: PutErrorKind::ForeignBuffer,
+                buffer,
+            });
         }
         Ok(buffer)
     }
@@ -642,9 +702,15 @@ impl BufferPoolNode {
         let mut list = self.shared.list.lock();
         if list.entries.try_reserve(1).is_err() {
             drop(list);
-            return Err(PutError { kind: PutErrorKind::InsufficientResources, buffer });
+            return Err(PutError {
+                kind: PutErrorKind::InsufficientResources,
+                buffer,
+            });
         }
-        let slot = Slot { storage: buffer.into_storage(), expiry: None };
+        let slot = Slot {
+            storage: buffer.into_storage(),
+            expiry: None,
+        };
         if at_head {
             list.entries.push_front(slot);
         } else {
@@ -668,24 +734,46 @@ impl BufferPoolNode {
     /// (`DMF_BufferPool_PutInSinkWithTimer`). If the buffer is still in this sink `timeout_ms`
     /// later, it is removed and passed, with `context`, to the sink's `on_timer_expired`
     /// callback at `PASSIVE_LEVEL`.
-    pub fn put_in_sink_with_timer(&self, buffer: PoolBuffer, timeout_ms: u32, context: usize) -> Result<(), PutError> {
+    pub fn put_in_sink_with_timer(
+        &self,
+        buffer: PoolBuffer,
+        timeout_ms: u32,
+        context: usize,
+    ) -> Result<(), PutError> {
         if self.shared.source.is_some() {
-            return Err(PutError { kind: PutErrorKind::NotASink, buffer });
+            return Err(PutError {
+                kind: PutErrorKind::NotASink,
+                buffer,
+            });
         }
         if !buffer.has_timer() {
-            return Err(PutError { kind: PutErrorKind::NoTimer, buffer });
+            return Err(PutError {
+                kind: PutErrorKind::NoTimer,
+                buffer,
+            });
         }
         let mut list = self.shared.list.lock();
         if list.entries.try_reserve(1).is_err() {
             drop(list);
-            return Err(PutError { kind: PutErrorKind::InsufficientResources, buffer });
+            return Err(PutError {
+                kind: PutErrorKind::InsufficientResources,
+                buffer,
+            });
         }
         let storage = buffer.into_storage();
         if let Some(timer) = &storage.timer {
             *timer.link.sink.lock() = Some(Arc::downgrade(&self.shared));
-            timer.timer.start(core::time::Duration::from_millis(u64::from(timeout_ms)));
+            timer
+                .timer
+                .start(core::time::Duration::from_millis(u64::from(timeout_ms)));
         }
-        list.entries.push_back(Slot { storage, expiry: Some(Expiry { period_ms: timeout_ms, context }) });
+        list.entries.push_back(Slot {
+            storage,
+            expiry: Some(Expiry {
+                period_ms: timeout_ms,
+                context,
+            }),
+        });
         Ok(())
     }
 
@@ -723,13 +811,19 @@ impl BufferPoolNode {
                     if let (Some(expiry), Some(timer)) = (slot.expiry, &slot.storage.timer)
                         && timer.timer.stop(false)
                     {
-                        timer.timer.start(core::time::Duration::from_millis(u64::from(expiry.period_ms)));
+                        timer
+                            .timer
+                            .start(core::time::Duration::from_millis(u64::from(
+                                expiry.period_ms,
+                            )));
                     }
                 }
             }
             if matches!(
                 disposition,
-                D::StopEnumeration | D::StopTimerAndStopEnumeration | D::ResetTimerAndStopEnumeration
+                D::StopEnumeration
+                    | D::StopTimerAndStopEnumeration
+                    | D::ResetTimerAndStopEnumeration
             ) {
                 break;
             }
@@ -776,10 +870,15 @@ impl ModuleNode for BufferPoolNode {
     }
 
     fn open(&self) -> Result<(), NtStatus> {
-        let reserve = self.shared.source.map_or(self.shared.sink_capacity, |s| s.buffer_count);
+        let reserve = self
+            .shared
+            .source
+            .map_or(self.shared.sink_capacity, |s| s.buffer_count);
         {
             let mut list = self.shared.list.lock();
-            list.entries.try_reserve(reserve).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+            list.entries
+                .try_reserve(reserve)
+                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
             list.additional = 0;
             list.open = true;
         }
@@ -791,7 +890,10 @@ impl ModuleNode for BufferPoolNode {
                 Ok(storage) => {
                     let mut list = self.shared.list.lock();
                     list.created += 1;
-                    list.entries.push_back(Slot { storage, expiry: None });
+                    list.entries.push_back(Slot {
+                        storage,
+                        expiry: None,
+                    });
                 }
                 Err(status) => {
                     self.close();
@@ -816,7 +918,10 @@ impl ModuleNode for BufferPoolNode {
 
 impl core::fmt::Debug for BufferPoolNode {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("BufferPool").field("core", &self.core).field("sink", &self.is_sink()).finish_non_exhaustive()
+        f.debug_struct("BufferPool")
+            .field("core", &self.core)
+            .field("sink", &self.is_sink())
+            .finish_non_exhaustive()
     }
 }
 

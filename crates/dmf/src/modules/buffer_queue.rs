@@ -1,4 +1,4 @@
-//! BufferQueue: a producer/consumer pair of buffer pools.
+//! `BufferQueue`: a producer/consumer pair of buffer pools.
 //!
 //! The **producer** is a source [`BufferPool`] of empty buffers; the **consumer** is a sink that
 //! holds filled buffers in FIFO order. The usual cycle is [`fetch`](BufferQueueNode::fetch)
@@ -14,8 +14,8 @@
 //! | `on_reuse_cleanup` | called with (data, context) each time a buffer goes back to the producer: [`reuse`](BufferQueueNode::reuse), [`flush`](BufferQueueNode::flush), close, or a dropped buffer; at the IRQL of that call (`<= DISPATCH_LEVEL` unless passive) |
 //! | `on_timer_expired` | receives a buffer enqueued with [`enqueue_with_timer`](BufferQueueNode::enqueue_with_timer) whose timer expired, with its context (`PASSIVE_LEVEL`); the callee owns the buffer |
 //!
-//! Children: the producer (instance name "BufferPoolProducer") and the consumer
-//! ("BufferPoolConsumer"), both with this module's passive-level option. They open before the
+//! Children: the producer (instance name "`BufferPoolProducer`") and the consumer
+//! ("`BufferPoolConsumer`"), both with this module's passive-level option. They open before the
 //! queue and close after it. Closing the queue flushes it.
 //!
 //! # Methods
@@ -52,8 +52,8 @@
 use wdk_sys::WDFOBJECT;
 
 use super::buffer_pool::{
-    BufferPool, BufferPoolConfig, BufferPoolMode, EnumerationDisposition, ExpiryCallback, PoolBuffer, PutError,
-    PutErrorKind, ReturnCallback, SourceSettings,
+    BufferPool, BufferPoolConfig, BufferPoolMode, EnumerationDisposition, ExpiryCallback,
+    PoolBuffer, PutError, PutErrorKind, ReturnCallback, SourceSettings,
 };
 use crate::core::{Module, ModuleAttributes, ModuleCore, ModuleNode, OpenOption};
 use crate::error::ModuleError;
@@ -73,13 +73,19 @@ impl BufferQueueConfig {
     /// A queue with `source_settings` and no callbacks.
     #[must_use]
     pub fn new(source_settings: SourceSettings) -> Self {
-        Self { source_settings, on_reuse_cleanup: None, on_timer_expired: None }
+        Self {
+            source_settings,
+            on_reuse_cleanup: None,
+            on_timer_expired: None,
+        }
     }
 }
 
 impl core::fmt::Debug for BufferQueueConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("BufferQueueConfig").field("source_settings", &self.source_settings).finish_non_exhaustive()
+        f.debug_struct("BufferQueueConfig")
+            .field("source_settings", &self.source_settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +96,7 @@ pub struct BufferQueueNode {
     consumer: BufferPool,
 }
 
-/// A BufferQueue module (see the [module documentation](self)).
+/// A `BufferQueue` module (see the [module documentation](self)).
 pub struct BufferQueue(Module<BufferQueueNode>);
 
 impl AsRef<Module<BufferQueueNode>> for BufferQueue {
@@ -110,13 +116,23 @@ impl core::ops::Deref for BufferQueue {
 impl BufferQueue {
     /// Creates the queue and its two pools; `parent` is the device. A dynamic module (the
     /// default attributes) is open when this returns.
-    pub fn create(parent: WDFOBJECT, config: BufferQueueConfig, attributes: ModuleAttributes) -> Result<Self, ModuleError> {
-        Ok(Self(Module::new(BufferQueueNode::new(parent, config, attributes)?)?))
+    pub fn create(
+        parent: WDFOBJECT,
+        config: BufferQueueConfig,
+        attributes: ModuleAttributes,
+    ) -> Result<Self, ModuleError> {
+        Ok(Self(Module::new(BufferQueueNode::new(
+            parent, config, attributes,
+        )?)?))
     }
 }
 
 impl BufferQueueNode {
-    pub(crate) fn new(parent: WDFOBJECT, config: BufferQueueConfig, attributes: ModuleAttributes) -> Result<Self, ModuleError> {
+    pub(crate) fn new(
+        parent: WDFOBJECT,
+        config: BufferQueueConfig,
+        attributes: ModuleAttributes,
+    ) -> Result<Self, ModuleError> {
         let passive_level = attributes.passive_level;
         config.source_settings.validate(passive_level)?;
         let core = ModuleCore::new("BufferQueue", OpenOption::OpenCreate, true, attributes)?;
@@ -132,20 +148,29 @@ impl BufferQueueNode {
         let consumer = BufferPool::create(
             parent,
             BufferPoolConfig {
-                mode: BufferPoolMode::Sink { capacity: config.source_settings.buffer_count },
+                mode: BufferPoolMode::Sink {
+                    capacity: config.source_settings.buffer_count,
+                },
                 on_buffer_returned: None,
                 on_timer_expired: config.on_timer_expired,
             },
             ModuleAttributes::child_of(passive_level, "BufferPoolConsumer"),
         )?;
-        Ok(Self { core, producer, consumer })
+        Ok(Self {
+            core,
+            producer,
+            consumer,
+        })
     }
 
     fn check_ours(&self, buffer: PoolBuffer) -> Result<PoolBuffer, PutError> {
         if buffer.belongs_to(&self.producer) {
             Ok(buffer)
         } else {
-            Err(PutError { kind: PutErrorKind::ForeignBuffer, buffer })
+            Err(PutError {
+                kind: PutErrorKind::ForeignBuffer,
+                buffer,
+            })
         }
     }
 
@@ -169,8 +194,14 @@ impl BufferQueueNode {
     /// Appends a filled buffer that expires after `timeout_ms` (`DMF_BufferQueue_EnqueueWithTimer`):
     /// if it is still queued then, it goes to `on_timer_expired` with `context`. The producer
     /// must have `create_with_timer`.
-    pub fn enqueue_with_timer(&self, buffer: PoolBuffer, timeout_ms: u32, context: usize) -> Result<(), PutError> {
-        self.consumer.put_in_sink_with_timer(self.check_ours(buffer)?, timeout_ms, context)
+    pub fn enqueue_with_timer(
+        &self,
+        buffer: PoolBuffer,
+        timeout_ms: u32,
+        context: usize,
+    ) -> Result<(), PutError> {
+        self.consumer
+            .put_in_sink_with_timer(self.check_ours(buffer)?, timeout_ms, context)
     }
 
     /// Takes the oldest filled buffer (`DMF_BufferQueue_Dequeue`); `STATUS_UNSUCCESSFUL` when
@@ -245,7 +276,10 @@ impl ModuleNode for BufferQueueNode {
 
 impl core::fmt::Debug for BufferQueueNode {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("BufferQueue").field("core", &self.core).field("count", &self.count()).finish_non_exhaustive()
+        f.debug_struct("BufferQueue")
+            .field("core", &self.core)
+            .field("count", &self.count())
+            .finish_non_exhaustive()
     }
 }
 

@@ -13,8 +13,8 @@ pub mod queued_work_item;
 pub mod thread;
 
 pub use buffer_pool::{
-    BufferPool, BufferPoolConfig, BufferPoolMode, EnumerationDisposition, PoolBuffer, PutError, PutErrorKind,
-    SourceSettings,
+    BufferPool, BufferPoolConfig, BufferPoolMode, EnumerationDisposition, PoolBuffer, PutError,
+    PutErrorKind, SourceSettings,
 };
 pub use buffer_queue::{BufferQueue, BufferQueueConfig};
 pub use queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemConfig};

@@ -1,4 +1,4 @@
-//! QueuedWorkItem: run a client callback at `PASSIVE_LEVEL` once per enqueue, with a copy of a
+//! `QueuedWorkItem`: run a client callback at `PASSIVE_LEVEL` once per enqueue, with a copy of a
 //! parameter block, from any IRQL up to `DISPATCH_LEVEL`.
 //!
 //! Each [`enqueue`](QueuedWorkItemNode::enqueue) copies the caller's bytes into a buffer
@@ -94,7 +94,9 @@ pub struct QueuedWorkItemConfig {
 
 impl core::fmt::Debug for QueuedWorkItemConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("QueuedWorkItemConfig").field("buffer_queue", &self.buffer_queue).finish_non_exhaustive()
+        f.debug_struct("QueuedWorkItemConfig")
+            .field("buffer_queue", &self.buffer_queue)
+            .finish_non_exhaustive()
     }
 }
 
@@ -148,7 +150,8 @@ struct Shared {
 }
 
 fn header(context: &[u8]) -> (usize, u32) {
-    let word = |i: usize| u32::from_le_bytes([context[i], context[i + 1], context[i + 2], context[i + 3]]);
+    let word =
+        |i: usize| u32::from_le_bytes([context[i], context[i + 1], context[i + 2], context[i + 3]]);
     (word(0) as usize, word(4))
 }
 
@@ -173,7 +176,11 @@ impl Shared {
         };
         let (data, context) = buffer.parts_mut();
         let (length, waiter) = header(context);
-        let mut work = QueuedWork { buffer: &mut data[..length], context: &mut context[HEADER..], status: NtStatus::SUCCESS };
+        let mut work = QueuedWork {
+            buffer: &mut data[..length],
+            context: &mut context[HEADER..],
+            status: NtStatus::SUCCESS,
+        };
         (self.callback)(&mut work);
         let status = work.status;
         self.complete(waiter, status);
@@ -194,7 +201,10 @@ impl Shared {
     }
 
     fn claim_waiter(&self) -> Option<u32> {
-        self.waiters.iter().position(|w| !w.in_use.swap(true, Ordering::AcqRel)).map(|i| i as u32)
+        self.waiters
+            .iter()
+            .position(|w| !w.in_use.swap(true, Ordering::AcqRel))
+            .map(|i| i as u32)
     }
 
     fn free_waiter(&self, index: u32) {
@@ -211,7 +221,7 @@ pub struct QueuedWorkItemNode {
     work_item: WorkItem,
 }
 
-/// A QueuedWorkItem module (see the [module documentation](self)).
+/// A `QueuedWorkItem` module (see the [module documentation](self)).
 pub struct QueuedWorkItem(Module<QueuedWorkItemNode>);
 
 impl AsRef<Module<QueuedWorkItemNode>> for QueuedWorkItem {
@@ -231,8 +241,14 @@ impl core::ops::Deref for QueuedWorkItem {
 impl QueuedWorkItem {
     /// Creates the module; `parent` is the device that owns the work item. A dynamic module
     /// (the default attributes) is open when this returns.
-    pub fn create(parent: WDFOBJECT, config: QueuedWorkItemConfig, attributes: ModuleAttributes) -> Result<Self, ModuleError> {
-        Ok(Self(Module::new(QueuedWorkItemNode::new(parent, config, attributes)?)?))
+    pub fn create(
+        parent: WDFOBJECT,
+        config: QueuedWorkItemConfig,
+        attributes: ModuleAttributes,
+    ) -> Result<Self, ModuleError> {
+        Ok(Self(Module::new(QueuedWorkItemNode::new(
+            parent, config, attributes,
+        )?)?))
     }
 }
 
@@ -243,7 +259,10 @@ impl QueuedWorkItemNode {
         attributes: ModuleAttributes,
     ) -> Result<Self, ModuleError> {
         let passive_level = attributes.passive_level;
-        config.buffer_queue.source_settings.validate(passive_level)?;
+        config
+            .buffer_queue
+            .source_settings
+            .validate(passive_level)?;
         let core = ModuleCore::new("QueuedWorkItem", OpenOption::OpenCreate, true, attributes)?;
         let mut queue_config = config.buffer_queue;
         let waiter_count = queue_config.source_settings.buffer_count.max(1);
@@ -254,7 +273,9 @@ impl QueuedWorkItemNode {
             ModuleAttributes::child_of(passive_level, "QueuedWorkItemBufferQueue"),
         )?)?;
         let mut waiters = Vec::new();
-        waiters.try_reserve_exact(waiter_count).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        waiters
+            .try_reserve_exact(waiter_count)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         for _ in 0..waiter_count {
             waiters.push(Waiter {
                 in_use: AtomicBool::new(false),
@@ -271,7 +292,11 @@ impl QueuedWorkItemNode {
         });
         let handler = Arc::clone(&shared);
         let work_item = WorkItem::new(parent, move || handler.run())?;
-        Ok(Self { core, shared, work_item })
+        Ok(Self {
+            core,
+            shared,
+            work_item,
+        })
     }
 
     fn enqueue_with_waiter(&self, parameters: &[u8], waiter: u32) -> Result<(), NtStatus> {
@@ -292,7 +317,10 @@ impl QueuedWorkItemNode {
         let (data, context) = buffer.parts_mut();
         data[..parameters.len()].copy_from_slice(parameters);
         set_header(context, parameters.len(), waiter);
-        shared.queue.enqueue(buffer).map_err(|error| error.status())?;
+        shared
+            .queue
+            .enqueue(buffer)
+            .map_err(|error| error.status())?;
         if shared.pending.fetch_add(1, Ordering::AcqRel) == 0 {
             self.work_item.enqueue();
         }
@@ -316,7 +344,9 @@ impl QueuedWorkItemNode {
         };
         let waiter = &shared.waiters[index as usize];
         waiter.done.clear();
-        waiter.status.store(NtStatus::SUCCESS.raw(), Ordering::Release);
+        waiter
+            .status
+            .store(NtStatus::SUCCESS.raw(), Ordering::Release);
         let result = self.enqueue_with_waiter(parameters, index).and_then(|()| {
             waiter.done.wait();
             NtStatus::from_raw(waiter.status.load(Ordering::Acquire)).into_result()
@@ -372,7 +402,10 @@ impl ModuleNode for QueuedWorkItemNode {
 
 impl core::fmt::Debug for QueuedWorkItemNode {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("QueuedWorkItem").field("core", &self.core).field("pending", &self.pending_count()).finish_non_exhaustive()
+        f.debug_struct("QueuedWorkItem")
+            .field("core", &self.core)
+            .field("pending", &self.pending_count())
+            .finish_non_exhaustive()
     }
 }
 

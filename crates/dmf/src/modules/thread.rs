@@ -97,7 +97,9 @@ impl core::fmt::Debug for ThreadConfig {
             ThreadControl::Client(_) => "Client",
             ThreadControl::Dmf { .. } => "Dmf",
         };
-        f.debug_struct("ThreadConfig").field("control", &kind).finish()
+        f.debug_struct("ThreadConfig")
+            .field("control", &kind)
+            .finish()
     }
 }
 
@@ -187,7 +189,10 @@ impl Thread {
 }
 
 impl ThreadNode {
-    pub(crate) fn new(config: ThreadConfig, attributes: ModuleAttributes) -> Result<Self, ModuleError> {
+    pub(crate) fn new(
+        config: ThreadConfig,
+        attributes: ModuleAttributes,
+    ) -> Result<Self, ModuleError> {
         let core = ModuleCore::new("Thread", OpenOption::OpenCreate, false, attributes)?;
         let context = Arc::new(ThreadContext {
             control: config.control,
@@ -199,7 +204,11 @@ impl ThreadNode {
             is_stopped: AtomicBool::new(true),
             stop_pending: AtomicBool::new(false),
         });
-        Ok(Self { core, context, thread: ModuleLock::create(None, true)? })
+        Ok(Self {
+            core,
+            context,
+            thread: ModuleLock::create(None, true)?,
+        })
     }
 
     /// Starts the loop (`DMF_Thread_Start`). `PASSIVE_LEVEL`.
@@ -279,7 +288,10 @@ impl ModuleNode for ThreadNode {
 
 impl core::fmt::Debug for ThreadNode {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Thread").field("core", &self.core).field("stopped", &self.is_stopped()).finish_non_exhaustive()
+        f.debug_struct("Thread")
+            .field("core", &self.core)
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
     }
 }
 

@@ -191,10 +191,9 @@ fn typed_contexts_are_zeroed_per_object_and_found_by_type() {
     assert!(!context.is_null());
     let counter = context.cast::<Counter>();
     // SAFETY: the context is a zeroed, aligned `Counter` owned by the live object.
-    unsafe {
-        assert_eq!((*counter).value, 0);
-        (*counter).value = 41;
-    }
+    let counter = unsafe { &mut *counter };
+    assert_eq!(counter.value, 0);
+    counter.value = 41;
     // SAFETY: as above.
     let other: PVOID = unsafe {
         call_unsafe_wdf_function_binding!(
@@ -325,14 +324,15 @@ fn freeing_pool_that_was_not_allocated_is_reported() {
     let mut local = [0u8; 16];
     // SAFETY: the pointer was not allocated from pool; the simulation reports and ignores it.
     unsafe { ntddk::ExFreePool(local.as_mut_ptr().cast()) };
-    // SAFETY: a real block, then freed with the wrong tag (reported, not freed), then freed.
-    unsafe {
-        let block = ntddk::ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, 0x1111);
-        ntddk::ExFreePoolWithTag(block, 0x2222);
-        assert_eq!(sim::counters().live_pool_allocations, 1);
-        ntddk::ExFreePoolWithTag(block, 0x1111);
-        ntddk::ExFreePoolWithTag(block, 0x1111);
-    }
+    // SAFETY: plain pool allocation.
+    let block = unsafe { ntddk::ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, 0x1111) };
+    // SAFETY: the wrong tag: reported, not freed.
+    unsafe { ntddk::ExFreePoolWithTag(block, 0x2222) };
+    assert_eq!(sim::counters().live_pool_allocations, 1);
+    // SAFETY: the right tag frees the block.
+    unsafe { ntddk::ExFreePoolWithTag(block, 0x1111) };
+    // SAFETY: a second free of the same block: reported, nothing happens.
+    unsafe { ntddk::ExFreePoolWithTag(block, 0x1111) };
     let reports = sim::verifier::take_reports();
     assert_eq!(reports.len(), 3, "{reports:?}");
     assert!(reports.iter().all(|r| r.rule == rules::INVALID_POOL_FREE));

@@ -34,7 +34,10 @@ pub unsafe extern "C" fn ExFreePool(P: PVOID) {
 }
 
 /// Prints `Format` with one C-string argument to the simulation's debug output.
-#[must_use]
+#[allow(
+    clippy::must_use_candidate,
+    reason = "wdk-sys does not mark DbgPrint must_use"
+)]
 pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
     // SAFETY: both are NUL-terminated strings by the calling convention of DbgPrint("%s", s).
     let text = unsafe { crate::framework::debug_output::format(Format, Argument) };

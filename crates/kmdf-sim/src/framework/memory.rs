@@ -286,8 +286,8 @@ unsafe extern "C" fn wdf_memory_copy_to_buffer(
             (address + source_offset) as *const u8,
             buffer.cast::<u8>(),
             count,
-        )
-    };
+        );
+    }
     STATUS_SUCCESS
 }
 
@@ -315,8 +315,8 @@ unsafe extern "C" fn wdf_memory_copy_from_buffer(
             buffer.cast::<u8>().cast_const(),
             (address + destination_offset) as *mut u8,
             count,
-        )
-    };
+        );
+    }
     STATUS_SUCCESS
 }
 

@@ -53,7 +53,8 @@ pub mod rules {
     pub const PARENT_REQUIRED: &str = "work item or timer created without a parent";
     /// A work item flush or a timer stop with wait was called from that object's own callback
     /// (it would wait for itself forever).
-    pub const WAIT_FOR_OWN_CALLBACK: &str = "wait for an object's callback from inside that callback";
+    pub const WAIT_FOR_OWN_CALLBACK: &str =
+        "wait for an object's callback from inside that callback";
     /// A work item was enqueued or a timer started while it was being deleted.
     pub const USE_WHILE_DELETING: &str = "work item or timer used while being deleted";
     /// A collection index was out of range, or the object to remove was not in the collection.

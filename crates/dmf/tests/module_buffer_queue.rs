@@ -246,3 +246,19 @@ fn producer_and_consumer_threads() {
     drop(device);
     session.end();
 }
+
+#[test]
+fn enqueue_after_close_returns_the_buffer() {
+    let session = Session::begin();
+    let device = device();
+    let q = queue(&device, BufferQueueConfig::new(settings(2, 4)));
+    let buffer = q.fetch().unwrap();
+    dmf::core::lifecycle::close_on_destroy(&*q); // the queue and its pools
+    let error = q.enqueue(buffer).expect_err("closed");
+    assert_eq!(error.kind, PutErrorKind::PoolClosed);
+    assert_eq!(error.status(), NtStatus::INVALID_DEVICE_STATE);
+    assert_eq!(q.fetch().err(), Some(NtStatus::UNSUCCESSFUL), "a closed producer lends nothing");
+    drop(error); // the buffer is freed: its source is closed
+    drop((q, device));
+    session.end();
+}

@@ -122,8 +122,9 @@ impl ModuleAttributes {
         attributes
     }
 
-    /// Attributes for a child of a module whose attributes are `parent`: same passive level,
-    /// same dynamic flag, no client callbacks.
+    /// Attributes for a child module named `name` whose parent has the given passive-level
+    /// option: same passive level, static (its parent's tree opens and closes it), no client
+    /// callbacks.
     #[must_use]
     pub const fn child_of(parent_passive_level: bool, name: &'static str) -> Self {
         Self {

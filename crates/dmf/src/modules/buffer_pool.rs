@@ -63,6 +63,8 @@
 //!   remaining time. A buffer whose timer fires while it is being enumerated may still be shown
 //!   to the callback; if the callback removes it, the expiry does nothing, and a reset that loses
 //!   the race with the expiry lets the expiry win (DMF skips such a buffer).
+//! * A closed sink refuses buffers (`PoolClosed`, with the buffer) instead of keeping them in a
+//!   list nobody drains.
 //! * When a sink closes, buffers still in it go back to their source pool (DMF frees them, so
 //!   the source permanently loses them). Buffers returned to a closed source are freed.
 //! * `create_with_timer` and `enable_look_aside` together are allowed (DMF refuses this in
@@ -241,6 +243,9 @@ pub enum PutErrorKind {
     /// The sink could not grow its list.
     #[error("no memory to hold the buffer")]
     InsufficientResources,
+    /// The sink is closed (not open yet, or closed already).
+    #[error("the pool is closed")]
+    PoolClosed,
 }
 
 impl PutErrorKind {
@@ -250,6 +255,7 @@ impl PutErrorKind {
         match self {
             Self::ForeignBuffer | Self::NotASink | Self::NoTimer => NtStatus::INVALID_PARAMETER,
             Self::InsufficientResources => NtStatus::INSUFFICIENT_RESOURCES,
+            Self::PoolClosed => NtStatus::INVALID_DEVICE_STATE,
         }
     }
 }
@@ -693,6 +699,17 @@ impl BufferPoolNode {
         Ok(buffer)
     }
 
+    /// Why a sink cannot take one more buffer now, if it cannot.
+    fn cannot_insert(list: &mut PoolList) -> Option<PutErrorKind> {
+        if !list.open {
+            Some(PutErrorKind::PoolClosed)
+        } else if list.entries.try_reserve(1).is_err() {
+            Some(PutErrorKind::InsufficientResources)
+        } else {
+            None
+        }
+    }
+
     fn insert(&self, buffer: PoolBuffer, at_head: bool) -> Result<(), PutError> {
         let buffer = self.check_owner(buffer)?;
         if self.shared.source.is_some() {
@@ -700,12 +717,9 @@ impl BufferPoolNode {
             return Ok(());
         }
         let mut list = self.shared.list.lock();
-        if list.entries.try_reserve(1).is_err() {
+        if let Some(kind) = Self::cannot_insert(&mut list) {
             drop(list);
-            return Err(PutError {
-                kind: PutErrorKind::InsufficientResources,
-                buffer,
-            });
+            return Err(PutError { kind, buffer });
         }
         let slot = Slot {
             storage: buffer.into_storage(),
@@ -720,7 +734,8 @@ impl BufferPoolNode {
     }
 
     /// Adds a buffer at the tail (`DMF_BufferPool_Put`). A source pool accepts only its own
-    /// buffers and zeroes their data and context; a sink accepts buffers from any source.
+    /// buffers and zeroes their data and context (after closing it frees them); a sink accepts
+    /// buffers from any source while it is open.
     pub fn put(&self, buffer: PoolBuffer) -> Result<(), PutError> {
         self.insert(buffer, false)
     }
@@ -753,12 +768,9 @@ impl BufferPoolNode {
             });
         }
         let mut list = self.shared.list.lock();
-        if list.entries.try_reserve(1).is_err() {
+        if let Some(kind) = Self::cannot_insert(&mut list) {
             drop(list);
-            return Err(PutError {
-                kind: PutErrorKind::InsufficientResources,
-                buffer,
-            });
+            return Err(PutError { kind, buffer });
         }
         let storage = buffer.into_storage();
         if let Some(timer) = &storage.timer {

@@ -257,7 +257,11 @@ fn enqueue_after_close_returns_the_buffer() {
     let error = q.enqueue(buffer).expect_err("closed");
     assert_eq!(error.kind, PutErrorKind::PoolClosed);
     assert_eq!(error.status(), NtStatus::INVALID_DEVICE_STATE);
-    assert_eq!(q.fetch().err(), Some(NtStatus::UNSUCCESSFUL), "a closed producer lends nothing");
+    assert_eq!(
+        q.fetch().err(),
+        Some(NtStatus::UNSUCCESSFUL),
+        "a closed producer lends nothing"
+    );
     drop(error); // the buffer is freed: its source is closed
     drop((q, device));
     session.end();

@@ -40,14 +40,40 @@
 //!
 //! # Example
 //!
-//! ```ignore
-//! let pool = BufferPool::create(device, BufferPoolConfig::source(SourceSettings {
-//!     buffer_count: 8, buffer_size: 64, buffer_context_size: 4, ..SourceSettings::default()
-//! }), ModuleAttributes::new())?;
+//! ```
+//! # let session = wdk_sys::sim::Session::begin();
+//! # let device_object = dmf::wdf::Memory::create(1, dmf::wdf::PoolType::NonPaged, None).unwrap();
+//! # let device = device_object.handle().cast();
+//! use dmf::core::ModuleAttributes;
+//! use dmf::modules::buffer_pool::{BufferPool, BufferPoolConfig, SourceSettings};
+//!
+//! let settings = SourceSettings {
+//!     buffer_count: 8,
+//!     buffer_size: 64,
+//!     buffer_context_size: 4,
+//!     ..SourceSettings::default()
+//! };
+//! let pool = BufferPool::create(device, BufferPoolConfig::source(settings), ModuleAttributes::new())?;
 //! let mut buffer = pool.get()?;
 //! buffer.data_mut()[0] = 7;
 //! buffer.context_mut().copy_from_slice(&1u32.to_le_bytes());
-//! pool.put(buffer).map_err(|e| e.status())?; // or just drop it: it goes back to its pool
+//! assert_eq!(pool.count(), 7);
+//! pool.put(buffer)?; // or just drop it: it goes back to its pool
+//! assert_eq!(pool.count(), 8);
+//! # drop(pool);
+//! # drop(device_object);
+//! # session.end();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A buffer is a value: it cannot be put twice.
+//!
+//! ```compile_fail
+//! # fn f(pool: &dmf::modules::BufferPool) {
+//! let buffer = pool.get().unwrap();
+//! let _ = pool.put(buffer);
+//! let _ = pool.put(buffer); // error: use of moved value
+//! # }
 //! ```
 //!
 //! # Differences from DMF

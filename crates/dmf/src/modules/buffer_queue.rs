@@ -26,17 +26,27 @@
 //!
 //! # Example
 //!
-//! ```ignore
-//! let queue = BufferQueue::create(device, BufferQueueConfig::new(SourceSettings {
-//!     buffer_count: 4, buffer_size: 32, ..SourceSettings::default()
-//! }), ModuleAttributes::new())?;
+//! ```
+//! # let session = wdk_sys::sim::Session::begin();
+//! # let device_object = dmf::wdf::Memory::create(1, dmf::wdf::PoolType::NonPaged, None).unwrap();
+//! # let device = device_object.handle().cast();
+//! use dmf::core::ModuleAttributes;
+//! use dmf::modules::buffer_pool::SourceSettings;
+//! use dmf::modules::buffer_queue::{BufferQueue, BufferQueueConfig};
+//!
+//! let settings = SourceSettings { buffer_count: 4, buffer_size: 32, ..SourceSettings::default() };
+//! let queue = BufferQueue::create(device, BufferQueueConfig::new(settings), ModuleAttributes::new())?;
 //! let mut buffer = queue.fetch()?;
 //! buffer.data_mut()[..5].copy_from_slice(b"hello");
-//! queue.enqueue(buffer).map_err(|e| e.status())?;
-//! // consumer side
+//! queue.enqueue(buffer)?;
+//! // The consuming side:
 //! let work = queue.dequeue()?;
 //! assert_eq!(&work.data()[..5], b"hello");
-//! queue.reuse(work).map_err(|e| e.status())?;
+//! queue.reuse(work)?;
+//! # drop(queue);
+//! # drop(device_object);
+//! # session.end();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Differences from DMF

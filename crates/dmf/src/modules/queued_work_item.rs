@@ -32,15 +32,33 @@
 //!
 //! # Example
 //!
-//! ```ignore
-//! let work = QueuedWorkItem::create(device, QueuedWorkItemConfig {
-//!     buffer_queue: BufferQueueConfig::new(SourceSettings { buffer_count: 8, buffer_size: 16, ..Default::default() }),
+//! ```
+//! # let session = wdk_sys::sim::Session::begin();
+//! # let device_object = dmf::wdf::Memory::create(1, dmf::wdf::PoolType::NonPaged, None).unwrap();
+//! # let device = device_object.handle().cast();
+//! use dmf::core::ModuleAttributes;
+//! use dmf::modules::buffer_pool::SourceSettings;
+//! use dmf::modules::buffer_queue::BufferQueueConfig;
+//! use dmf::modules::queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemConfig};
+//! use dmf::wdf::NtStatus;
+//!
+//! let settings = SourceSettings { buffer_count: 8, buffer_size: 16, ..SourceSettings::default() };
+//! let config = QueuedWorkItemConfig {
+//!     buffer_queue: BufferQueueConfig::new(settings),
 //!     callback: Box::new(|work: &mut QueuedWork<'_>| {
-//!         if work.buffer()[0] == 0 { work.status_set(NtStatus::INVALID_PARAMETER); }
+//!         if work.buffer()[0] == 0 {
+//!             work.status_set(NtStatus::INVALID_PARAMETER);
+//!         }
 //!     }),
-//! }, ModuleAttributes::new())?;
-//! work.enqueue(&[1, 2, 3])?;                       // from a DPC, say
-//! assert_eq!(work.enqueue_and_wait(&[0]), Err(NtStatus::INVALID_PARAMETER)); // at PASSIVE_LEVEL
+//! };
+//! let work = QueuedWorkItem::create(device, config, ModuleAttributes::new())?;
+//! work.enqueue(&[1, 2, 3])?; // from a DPC, say
+//! assert_eq!(work.enqueue_and_wait(&[0]), Err(NtStatus::INVALID_PARAMETER)); // PASSIVE_LEVEL
+//! assert_eq!(work.enqueue(&[0; 17]), Err(NtStatus::BUFFER_TOO_SMALL));
+//! # drop(work);
+//! # drop(device_object);
+//! # session.end();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Differences from DMF

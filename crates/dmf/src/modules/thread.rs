@@ -36,17 +36,34 @@
 //!
 //! # Example
 //!
-//! ```ignore
-//! let thread = Thread::create(ThreadConfig {
+//! ```
+//! # let session = wdk_sys::sim::Session::begin();
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use dmf::core::ModuleAttributes;
+//! use dmf::modules::thread::{Thread, ThreadConfig, ThreadContext, ThreadControl};
+//! use dmf::wdf::event::{Event, EventKind};
+//!
+//! let worked = Arc::new(Event::new(EventKind::Notification, false));
+//! let signal = Arc::clone(&worked);
+//! let config = ThreadConfig {
 //!     control: ThreadControl::Dmf {
 //!         pre: None,
-//!         work: Box::new(move |_ctx: &ThreadContext| while let Ok(item) = queue.dequeue() { handle(item) }),
+//!         // Drain everything available here: work signals coalesce.
+//!         work: Box::new(move |_: &ThreadContext| {
+//!             let _ = signal.set();
+//!         }),
 //!         post: None,
 //!     },
-//! }, ModuleAttributes::new())?;
+//! };
+//! let thread = Thread::create(config, ModuleAttributes::new())?;
+//! thread.work_ready(); // remembered until the thread starts
 //! thread.start()?;
-//! thread.work_ready();
-//! thread.stop();
+//! assert!(worked.wait_timeout(Duration::from_secs(5)), "the latched signal ran `work`");
+//! thread.stop(); // a stop requested while work is pending wins over that work
+//! # drop(thread);
+//! # session.end();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Differences from DMF

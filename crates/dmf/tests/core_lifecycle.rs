@@ -519,3 +519,59 @@ fn post_open_and_pre_close_hooks_run_once() {
     assert_eq!(take(&log), ["h:open", "post_open", "pre_close", "h:close"]);
     session.end();
 }
+
+#[test]
+fn close_never_overlaps_a_method_in_flight_under_contention() {
+    use std::sync::atomic::AtomicI32;
+    let session = Session::begin();
+    let log = Log::default();
+    let module =
+        Arc::new(Module::new(node("c", OpenOption::OpenCreate, &log, Vec::new(), true)).unwrap());
+    let in_flight = Arc::new(AtomicI32::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (module, in_flight, closed) = (
+                Arc::clone(&module),
+                Arc::clone(&in_flight),
+                Arc::clone(&closed),
+            );
+            std::thread::spawn(move || {
+                let mut successes = 0u32;
+                loop {
+                    match module.core().reference_held() {
+                        Ok(reference) => {
+                            in_flight.fetch_add(1, Ordering::SeqCst);
+                            assert!(
+                                !closed.load(Ordering::SeqCst),
+                                "a method ran after close finished"
+                            );
+                            std::thread::yield_now();
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            drop(reference);
+                            successes += 1;
+                        }
+                        Err(status) => {
+                            assert_eq!(status, NtStatus::INVALID_DEVICE_STATE);
+                            return successes;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20)); // let the workers contend (not synchronization)
+    lifecycle::close(&**module);
+    assert_eq!(
+        in_flight.load(Ordering::SeqCst),
+        0,
+        "close returned while a method was in flight"
+    );
+    closed.store(true, Ordering::SeqCst);
+    let total: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(total > 0);
+    assert_eq!(module.core().references_held(), 0);
+    assert_eq!(take(&log), ["c:open", "c:close"]);
+    drop(module);
+    session.end();
+}

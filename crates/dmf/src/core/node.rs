@@ -146,6 +146,13 @@ impl ModuleCore {
         ModuleReference::acquire(&self.references)
     }
 
+    /// Takes a module reference that is not tied to a borrow of the module, for an asynchronous
+    /// operation: take it when sending, release it (drop it) in the completion routine.
+    /// Same rules as [`ModuleCore::reference`].
+    pub fn reference_held(&self) -> Result<super::references::HeldReference, NtStatus> {
+        Ok(self.reference()?.into_held())
+    }
+
     /// References currently held on the module (not counting the open reference).
     #[must_use]
     pub fn references_held(&self) -> u32 {

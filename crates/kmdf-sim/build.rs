@@ -7,7 +7,8 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let types = manifest.join("src").join("types.rs");
     println!("cargo:rerun-if-changed={}", types.display());
     let types = types.to_str().expect("the bindings path is valid UTF-8");

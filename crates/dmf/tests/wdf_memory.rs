@@ -10,7 +10,10 @@ fn create_copy_and_drop() {
     let before = sim::counters().live_objects;
     let mut memory = Memory::create(16, PoolType::NonPaged, None).expect("memory is created");
     assert_eq!(memory.len(), 16);
-    assert!(memory.as_slice().iter().all(|&b| b == 0), "a new buffer is zeroed");
+    assert!(
+        memory.as_slice().iter().all(|&b| b == 0),
+        "a new buffer is zeroed"
+    );
     memory.copy_from(4, &[1, 2, 3]).expect("in range");
     let mut out = [0u8; 5];
     memory.copy_to(3, &mut out).expect("in range");
@@ -26,21 +29,40 @@ fn out_of_range_copies_fail_without_touching_memory() {
     let mut session = Session::begin();
     session.expect_violation(rules::INVALID_ARGUMENT);
     let mut memory = Memory::create(8, PoolType::NonPaged, None).expect("memory is created");
-    assert_eq!(memory.copy_from(6, &[9, 9, 9]), Err(NtStatus::INVALID_BUFFER_SIZE));
-    assert_eq!(memory.copy_from(usize::MAX, &[9]), Err(NtStatus::INVALID_BUFFER_SIZE));
+    assert_eq!(
+        memory.copy_from(6, &[9, 9, 9]),
+        Err(NtStatus::INVALID_BUFFER_SIZE)
+    );
+    assert_eq!(
+        memory.copy_from(usize::MAX, &[9]),
+        Err(NtStatus::INVALID_BUFFER_SIZE)
+    );
     assert!(memory.as_slice().iter().all(|&b| b == 0));
     let mut out = [0u8; 9];
-    assert_eq!(memory.copy_to(0, &mut out), Err(NtStatus::INVALID_BUFFER_SIZE));
+    assert_eq!(
+        memory.copy_to(0, &mut out),
+        Err(NtStatus::INVALID_BUFFER_SIZE)
+    );
     drop(memory);
     let reports = sim::verifier::take_reports();
-    assert_eq!(reports.iter().filter(|r| r.rule == rules::INVALID_ARGUMENT).count(), 3);
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|r| r.rule == rules::INVALID_ARGUMENT)
+            .count(),
+        3
+    );
     session.end();
 }
 
 #[test]
 fn injected_allocation_failure_is_returned() {
     let session = Session::begin();
-    sim::fail_nth(FaultPoint::Allocation, 2, wdk_sys::STATUS_INSUFFICIENT_RESOURCES);
+    sim::fail_nth(
+        FaultPoint::Allocation,
+        2,
+        wdk_sys::STATUS_INSUFFICIENT_RESOURCES,
+    );
     let first = Memory::create(4, PoolType::NonPaged, None).expect("first allocation succeeds");
     let second = Memory::create(4, PoolType::NonPaged, None);
     assert_eq!(second.err(), Some(NtStatus::INSUFFICIENT_RESOURCES));
@@ -54,7 +76,9 @@ fn injected_allocation_failure_is_returned() {
 fn paged_memory_at_dispatch_is_a_verifier_report() {
     let mut session = Session::begin();
     session.expect_violation(rules::IRQL_TOO_HIGH);
-    let result = sim::at_irql(wdk_sys::DISPATCH_LEVEL as u8, || Memory::create(4, PoolType::Paged, None));
+    let result = sim::at_irql(wdk_sys::DISPATCH_LEVEL as u8, || {
+        Memory::create(4, PoolType::Paged, None)
+    });
     assert!(result.is_err());
     let reports = sim::verifier::take_reports();
     assert_eq!(reports.len(), 1);

@@ -104,6 +104,7 @@ pub const POOL_FLAG_PAGED: POOL_FLAGS = 0x0000_0000_0000_0100;
 // The WDF function table, as the loader fills it in for a real driver. wdk-sys declares these as
 // `extern` statics; here they point at the simulation's own table.
 pub static mut WdfFunctions: *const WDFFUNC = crate::framework::table::TABLE.as_ptr();
-pub static mut WdfDriverGlobals: PWDF_DRIVER_GLOBALS = &raw mut crate::framework::table::DRIVER_GLOBALS;
+pub static mut WdfDriverGlobals: PWDF_DRIVER_GLOBALS =
+    &raw mut crate::framework::table::DRIVER_GLOBALS;
 pub static mut WdfFunctionCount: ULONG = crate::framework::table::TABLE_LEN as ULONG;
 pub const STATUS_OBJECT_NAME_EXISTS: NTSTATUS = 1_073_741_824_i32;

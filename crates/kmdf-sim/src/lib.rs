@@ -10,7 +10,10 @@
 //! per thread and records a [`sim::verifier::Report`] for every rule a driver breaks. Everything
 //! that only a test may touch (sessions, fault injection, counters, the verifier log, the PnP
 //! manager and the user-mode side) lives in [`sim`]; library and driver code never use it.
-#![allow(clippy::missing_safety_doc, reason = "the mirrored functions carry KMDF's contracts")]
+#![allow(
+    clippy::missing_safety_doc,
+    reason = "the mirrored functions carry KMDF's contracts"
+)]
 
 extern crate self as wdk_sys;
 
@@ -21,12 +24,22 @@ pub use self::constants::*;
 pub use self::types::*;
 
 /// Types of the mirrored surface (bindgen shape, as in wdk-sys).
-#[allow(missing_docs, non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#[allow(
+    missing_docs,
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case
+)]
 #[allow(dead_code, unnecessary_transmutes, clippy::all, clippy::pedantic)]
 pub mod types;
 
 /// Constants and statics of the mirrored surface.
-#[allow(missing_docs, non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#[allow(
+    missing_docs,
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case
+)]
 #[allow(dead_code, clippy::all, clippy::pedantic)]
 pub mod constants;
 
@@ -48,7 +61,10 @@ pub mod wdf {
 pub(crate) mod framework;
 pub mod sim;
 
-include!(concat!(env!("OUT_DIR"), "/call_unsafe_wdf_function_binding.rs"));
+include!(concat!(
+    env!("OUT_DIR"),
+    "/call_unsafe_wdf_function_binding.rs"
+));
 
 /// Asserts that the caller runs at or below `APC_LEVEL`, as wdk-sys's macro does.
 #[macro_export]

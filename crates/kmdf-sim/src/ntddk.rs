@@ -5,7 +5,7 @@
 #![allow(non_snake_case)]
 
 use crate::framework::{irql, pool};
-use crate::types::{KIRQL, PCSTR, PVOID, POOL_FLAGS, SIZE_T, ULONG};
+use crate::types::{KIRQL, PCSTR, POOL_FLAGS, PVOID, SIZE_T, ULONG};
 
 /// Current IRQL of the calling thread.
 #[must_use]
@@ -15,7 +15,11 @@ pub unsafe extern "C" fn KeGetCurrentIrql() -> KIRQL {
 
 /// Allocates pool memory (zeroed unless `POOL_FLAG_UNINITIALIZED`).
 #[must_use]
-pub unsafe extern "C" fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID {
+pub unsafe extern "C" fn ExAllocatePool2(
+    Flags: POOL_FLAGS,
+    NumberOfBytes: SIZE_T,
+    Tag: ULONG,
+) -> PVOID {
     pool::allocate(Flags, NumberOfBytes, Tag)
 }
 
@@ -38,8 +42,11 @@ pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
 }
 
 pub use crate::framework::collection::kernel::*;
+pub use crate::framework::device::kernel::*;
 pub use crate::framework::event::kernel::*;
+pub use crate::framework::io::kernel::*;
 pub use crate::framework::iotarget::kernel::*;
+pub use crate::framework::queue::kernel::*;
 pub use crate::framework::request::kernel::*;
 pub use crate::framework::sync::kernel::*;
 pub use crate::framework::thread::kernel::*;

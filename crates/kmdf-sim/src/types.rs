@@ -230,9 +230,7 @@ pub struct _KWAIT_BLOCK {
     _opaque: [u8; 0],
 }
 pub type PKWAIT_BLOCK = *mut _KWAIT_BLOCK;
-pub type KSTART_ROUTINE = ::core::option::Option<
-    unsafe extern "C" fn(StartContext: PVOID),
->;
+pub type KSTART_ROUTINE = ::core::option::Option<unsafe extern "C" fn(StartContext: PVOID)>;
 pub type PKSTART_ROUTINE = KSTART_ROUTINE;
 pub type KSPIN_LOCK = ULONG_PTR;
 pub type PKSPIN_LOCK = *mut ULONG_PTR;
@@ -1133,13 +1131,11 @@ pub mod _WDF_SYNCHRONIZATION_SCOPE {
     pub const WdfSynchronizationScopeNone: Type = 4;
 }
 pub use self::_WDF_SYNCHRONIZATION_SCOPE::Type as WDF_SYNCHRONIZATION_SCOPE;
-pub type EVT_WDF_OBJECT_CONTEXT_CLEANUP = ::core::option::Option<
-    unsafe extern "C" fn(Object: WDFOBJECT),
->;
+pub type EVT_WDF_OBJECT_CONTEXT_CLEANUP =
+    ::core::option::Option<unsafe extern "C" fn(Object: WDFOBJECT)>;
 pub type PFN_WDF_OBJECT_CONTEXT_CLEANUP = EVT_WDF_OBJECT_CONTEXT_CLEANUP;
-pub type EVT_WDF_OBJECT_CONTEXT_DESTROY = ::core::option::Option<
-    unsafe extern "C" fn(Object: WDFOBJECT),
->;
+pub type EVT_WDF_OBJECT_CONTEXT_DESTROY =
+    ::core::option::Option<unsafe extern "C" fn(Object: WDFOBJECT)>;
 pub type PFN_WDF_OBJECT_CONTEXT_DESTROY = EVT_WDF_OBJECT_CONTEXT_DESTROY;
 pub type PCWDF_OBJECT_CONTEXT_TYPE_INFO = *const _WDF_OBJECT_CONTEXT_TYPE_INFO;
 #[repr(C)]
@@ -1164,9 +1160,8 @@ impl Default for _WDF_OBJECT_ATTRIBUTES {
     }
 }
 pub type WDF_OBJECT_ATTRIBUTES = _WDF_OBJECT_ATTRIBUTES;
-pub type PFN_GET_UNIQUE_CONTEXT_TYPE = ::core::option::Option<
-    unsafe extern "C" fn() -> PCWDF_OBJECT_CONTEXT_TYPE_INFO,
->;
+pub type PFN_GET_UNIQUE_CONTEXT_TYPE =
+    ::core::option::Option<unsafe extern "C" fn() -> PCWDF_OBJECT_CONTEXT_TYPE_INFO>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _WDF_OBJECT_CONTEXT_TYPE_INFO {
@@ -1203,10 +1198,7 @@ pub type PFN_WDFOBJECTALLOCATECONTEXT = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFOBJECTCONTEXTGETOBJECT = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        ContextPointer: PVOID,
-    ) -> WDFOBJECT,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, ContextPointer: PVOID) -> WDFOBJECT,
 >;
 pub type PFN_WDFOBJECTREFERENCEACTUAL = ::core::option::Option<
     unsafe extern "C" fn(
@@ -1272,9 +1264,7 @@ pub type EVT_WDF_DRIVER_DEVICE_ADD = ::core::option::Option<
     unsafe extern "C" fn(Driver: WDFDRIVER, DeviceInit: PWDFDEVICE_INIT) -> NTSTATUS,
 >;
 pub type PFN_WDF_DRIVER_DEVICE_ADD = EVT_WDF_DRIVER_DEVICE_ADD;
-pub type EVT_WDF_DRIVER_UNLOAD = ::core::option::Option<
-    unsafe extern "C" fn(Driver: WDFDRIVER),
->;
+pub type EVT_WDF_DRIVER_UNLOAD = ::core::option::Option<unsafe extern "C" fn(Driver: WDFDRIVER)>;
 pub type PFN_WDF_DRIVER_UNLOAD = EVT_WDF_DRIVER_UNLOAD;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -1296,6 +1286,9 @@ pub type PFN_WDFDRIVERCREATE = ::core::option::Option<
         DriverConfig: PWDF_DRIVER_CONFIG,
         Driver: *mut WDFDRIVER,
     ) -> NTSTATUS,
+>;
+pub type PFN_WDFDRIVERWDMGETDRIVEROBJECT = ::core::option::Option<
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Driver: WDFDRIVER) -> PDRIVER_OBJECT,
 >;
 pub type PFN_WDFDRIVERGETREGISTRYPATH = ::core::option::Option<
     unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Driver: WDFDRIVER) -> PWSTR,
@@ -1499,20 +1492,14 @@ pub mod _WDF_FILEOBJECT_CLASS {
 pub use self::_WDF_FILEOBJECT_CLASS::Type as WDF_FILEOBJECT_CLASS;
 pub use self::_WDF_REQUEST_TYPE::Type as WDF_REQUEST_TYPE;
 pub type EVT_WDF_DEVICE_FILE_CREATE = ::core::option::Option<
-    unsafe extern "C" fn(
-        Device: WDFDEVICE,
-        Request: WDFREQUEST,
-        FileObject: WDFFILEOBJECT,
-    ),
+    unsafe extern "C" fn(Device: WDFDEVICE, Request: WDFREQUEST, FileObject: WDFFILEOBJECT),
 >;
 pub type PFN_WDF_DEVICE_FILE_CREATE = EVT_WDF_DEVICE_FILE_CREATE;
-pub type EVT_WDF_FILE_CLOSE = ::core::option::Option<
-    unsafe extern "C" fn(FileObject: WDFFILEOBJECT),
->;
+pub type EVT_WDF_FILE_CLOSE =
+    ::core::option::Option<unsafe extern "C" fn(FileObject: WDFFILEOBJECT)>;
 pub type PFN_WDF_FILE_CLOSE = EVT_WDF_FILE_CLOSE;
-pub type EVT_WDF_FILE_CLEANUP = ::core::option::Option<
-    unsafe extern "C" fn(FileObject: WDFFILEOBJECT),
->;
+pub type EVT_WDF_FILE_CLEANUP =
+    ::core::option::Option<unsafe extern "C" fn(FileObject: WDFFILEOBJECT)>;
 pub type PFN_WDF_FILE_CLEANUP = EVT_WDF_FILE_CLEANUP;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1536,33 +1523,23 @@ impl Default for _WDF_FILEOBJECT_CONFIG {
 pub type WDF_FILEOBJECT_CONFIG = _WDF_FILEOBJECT_CONFIG;
 pub type PWDF_FILEOBJECT_CONFIG = *mut _WDF_FILEOBJECT_CONFIG;
 pub type EVT_WDF_DEVICE_D0_ENTRY = ::core::option::Option<
-    unsafe extern "C" fn(
-        Device: WDFDEVICE,
-        PreviousState: WDF_POWER_DEVICE_STATE,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_D0_ENTRY = EVT_WDF_DEVICE_D0_ENTRY;
 pub type EVT_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED = ::core::option::Option<
-    unsafe extern "C" fn(
-        Device: WDFDEVICE,
-        PreviousState: WDF_POWER_DEVICE_STATE,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
 >;
-pub type PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED = EVT_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED;
+pub type PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED =
+    EVT_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED;
 pub type EVT_WDF_DEVICE_D0_EXIT = ::core::option::Option<
-    unsafe extern "C" fn(
-        Device: WDFDEVICE,
-        TargetState: WDF_POWER_DEVICE_STATE,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_D0_EXIT = EVT_WDF_DEVICE_D0_EXIT;
 pub type EVT_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED = ::core::option::Option<
-    unsafe extern "C" fn(
-        Device: WDFDEVICE,
-        TargetState: WDF_POWER_DEVICE_STATE,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
 >;
-pub type PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED = EVT_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED;
+pub type PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED =
+    EVT_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED;
 pub type EVT_WDF_DEVICE_PREPARE_HARDWARE = ::core::option::Option<
     unsafe extern "C" fn(
         Device: WDFDEVICE,
@@ -1572,43 +1549,32 @@ pub type EVT_WDF_DEVICE_PREPARE_HARDWARE = ::core::option::Option<
 >;
 pub type PFN_WDF_DEVICE_PREPARE_HARDWARE = EVT_WDF_DEVICE_PREPARE_HARDWARE;
 pub type EVT_WDF_DEVICE_RELEASE_HARDWARE = ::core::option::Option<
-    unsafe extern "C" fn(
-        Device: WDFDEVICE,
-        ResourcesTranslated: WDFCMRESLIST,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(Device: WDFDEVICE, ResourcesTranslated: WDFCMRESLIST) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_RELEASE_HARDWARE = EVT_WDF_DEVICE_RELEASE_HARDWARE;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE),
->;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE)>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP = EVT_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_FLUSH = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE),
->;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_FLUSH =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE)>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_FLUSH = EVT_WDF_DEVICE_SELF_MANAGED_IO_FLUSH;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_INIT = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS,
->;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_INIT =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_INIT = EVT_WDF_DEVICE_SELF_MANAGED_IO_INIT;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS,
->;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND = EVT_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_RESTART = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS,
->;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_RESTART =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_RESTART = EVT_WDF_DEVICE_SELF_MANAGED_IO_RESTART;
-pub type EVT_WDF_DEVICE_QUERY_STOP = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS,
->;
+pub type EVT_WDF_DEVICE_QUERY_STOP =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
 pub type PFN_WDF_DEVICE_QUERY_STOP = EVT_WDF_DEVICE_QUERY_STOP;
-pub type EVT_WDF_DEVICE_QUERY_REMOVE = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS,
->;
+pub type EVT_WDF_DEVICE_QUERY_REMOVE =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
 pub type PFN_WDF_DEVICE_QUERY_REMOVE = EVT_WDF_DEVICE_QUERY_REMOVE;
-pub type EVT_WDF_DEVICE_SURPRISE_REMOVAL = ::core::option::Option<
-    unsafe extern "C" fn(Device: WDFDEVICE),
->;
+pub type EVT_WDF_DEVICE_SURPRISE_REMOVAL =
+    ::core::option::Option<unsafe extern "C" fn(Device: WDFDEVICE)>;
 pub type PFN_WDF_DEVICE_SURPRISE_REMOVAL = EVT_WDF_DEVICE_SURPRISE_REMOVAL;
 pub type EVT_WDF_DEVICE_USAGE_NOTIFICATION = ::core::option::Option<
     unsafe extern "C" fn(
@@ -1655,22 +1621,13 @@ pub struct _WDF_PNPPOWER_EVENT_CALLBACKS {
 pub type WDF_PNPPOWER_EVENT_CALLBACKS = _WDF_PNPPOWER_EVENT_CALLBACKS;
 pub type PWDF_PNPPOWER_EVENT_CALLBACKS = *mut _WDF_PNPPOWER_EVENT_CALLBACKS;
 pub type PFN_WDFDEVICEWDMGETDEVICEOBJECT = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Device: WDFDEVICE,
-    ) -> PDEVICE_OBJECT,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> PDEVICE_OBJECT,
 >;
 pub type PFN_WDFDEVICEGETDRIVER = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Device: WDFDEVICE,
-    ) -> WDFDRIVER,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> WDFDRIVER,
 >;
 pub type PFN_WDFDEVICEGETIOTARGET = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Device: WDFDEVICE,
-    ) -> WDFIOTARGET,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> WDFIOTARGET,
 >;
 pub type PFN_WDFDEVICEINITSETPNPPOWEREVENTCALLBACKS = ::core::option::Option<
     unsafe extern "C" fn(
@@ -1732,10 +1689,7 @@ pub type PFN_WDFDEVICECREATESYMBOLICLINK = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFDEVICEGETDEFAULTQUEUE = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Device: WDFDEVICE,
-    ) -> WDFQUEUE,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> WDFQUEUE,
 >;
 pub type PFN_WDFDEVICECONFIGUREREQUESTDISPATCHING = ::core::option::Option<
     unsafe extern "C" fn(
@@ -1753,10 +1707,7 @@ pub type PFN_WDFCOLLECTIONCREATE = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFCOLLECTIONGETCOUNT = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Collection: WDFCOLLECTION,
-    ) -> ULONG,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Collection: WDFCOLLECTION) -> ULONG,
 >;
 pub type PFN_WDFCOLLECTIONADD = ::core::option::Option<
     unsafe extern "C" fn(
@@ -1836,14 +1787,9 @@ pub type PFN_WDFTIMERSTOP = ::core::option::Option<
     ) -> BOOLEAN,
 >;
 pub type PFN_WDFTIMERGETPARENTOBJECT = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Timer: WDFTIMER,
-    ) -> WDFOBJECT,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Timer: WDFTIMER) -> WDFOBJECT,
 >;
-pub type EVT_WDF_WORKITEM = ::core::option::Option<
-    unsafe extern "C" fn(WorkItem: WDFWORKITEM),
->;
+pub type EVT_WDF_WORKITEM = ::core::option::Option<unsafe extern "C" fn(WorkItem: WDFWORKITEM)>;
 pub type PFN_WDF_WORKITEM = EVT_WDF_WORKITEM;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -1866,10 +1812,7 @@ pub type PFN_WDFWORKITEMENQUEUE = ::core::option::Option<
     unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, WorkItem: WDFWORKITEM),
 >;
 pub type PFN_WDFWORKITEMGETPARENTOBJECT = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        WorkItem: WDFWORKITEM,
-    ) -> WDFOBJECT,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, WorkItem: WDFWORKITEM) -> WDFOBJECT,
 >;
 pub type PFN_WDFWORKITEMFLUSH = ::core::option::Option<
     unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, WorkItem: WDFWORKITEM),
@@ -1925,9 +1868,7 @@ pub mod _WDF_REQUEST_SEND_OPTIONS_FLAGS {
     pub const WDF_REQUEST_SEND_OPTION_IMPERSONATION_IGNORE_FAILURE: Type = 131072;
 }
 pub use self::_WDF_REQUEST_SEND_OPTIONS_FLAGS::Type as WDF_REQUEST_SEND_OPTIONS_FLAGS;
-pub type EVT_WDF_REQUEST_CANCEL = ::core::option::Option<
-    unsafe extern "C" fn(Request: WDFREQUEST),
->;
+pub type EVT_WDF_REQUEST_CANCEL = ::core::option::Option<unsafe extern "C" fn(Request: WDFREQUEST)>;
 pub type PFN_WDF_REQUEST_CANCEL = EVT_WDF_REQUEST_CANCEL;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2262,10 +2203,7 @@ pub type PFN_WDFREQUESTSEND = ::core::option::Option<
     ) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTGETSTATUS = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTMARKCANCELABLEEX = ::core::option::Option<
     unsafe extern "C" fn(
@@ -2275,22 +2213,13 @@ pub type PFN_WDFREQUESTMARKCANCELABLEEX = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTUNMARKCANCELABLE = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTISCANCELED = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> BOOLEAN,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTCANCELSENTREQUEST = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> BOOLEAN,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTSETCOMPLETIONROUTINE = ::core::option::Option<
     unsafe extern "C" fn(
@@ -2308,17 +2237,10 @@ pub type PFN_WDFREQUESTGETCOMPLETIONPARAMS = ::core::option::Option<
     ),
 >;
 pub type PFN_WDFREQUESTALLOCATETIMER = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTCOMPLETE = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-        Status: NTSTATUS,
-    ),
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST, Status: NTSTATUS),
 >;
 pub type PFN_WDFREQUESTCOMPLETEWITHINFORMATION = ::core::option::Option<
     unsafe extern "C" fn(
@@ -2375,16 +2297,10 @@ pub type PFN_WDFREQUESTSETINFORMATION = ::core::option::Option<
     ),
 >;
 pub type PFN_WDFREQUESTGETINFORMATION = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> ULONG_PTR,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> ULONG_PTR,
 >;
 pub type PFN_WDFREQUESTGETFILEOBJECT = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> WDFFILEOBJECT,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> WDFFILEOBJECT,
 >;
 pub type PFN_WDFREQUESTGETREQUESTORMODE = ::core::option::Option<
     unsafe extern "C" fn(
@@ -2400,10 +2316,7 @@ pub type PFN_WDFREQUESTFORWARDTOIOQUEUE = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTGETIOQUEUE = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Request: WDFREQUEST,
-    ) -> WDFQUEUE,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> WDFQUEUE,
 >;
 pub mod _WDF_IO_TARGET_STATE {
     pub type Type = ::core::ffi::c_int;
@@ -2440,17 +2353,14 @@ pub mod _WDF_IO_TARGET_PURGE_IO_ACTION {
     pub const WdfIoTargetPurgeIo: Type = 2;
 }
 pub use self::_WDF_IO_TARGET_PURGE_IO_ACTION::Type as WDF_IO_TARGET_PURGE_IO_ACTION;
-pub type EVT_WDF_IO_TARGET_QUERY_REMOVE = ::core::option::Option<
-    unsafe extern "C" fn(IoTarget: WDFIOTARGET) -> NTSTATUS,
->;
+pub type EVT_WDF_IO_TARGET_QUERY_REMOVE =
+    ::core::option::Option<unsafe extern "C" fn(IoTarget: WDFIOTARGET) -> NTSTATUS>;
 pub type PFN_WDF_IO_TARGET_QUERY_REMOVE = EVT_WDF_IO_TARGET_QUERY_REMOVE;
-pub type EVT_WDF_IO_TARGET_REMOVE_CANCELED = ::core::option::Option<
-    unsafe extern "C" fn(IoTarget: WDFIOTARGET),
->;
+pub type EVT_WDF_IO_TARGET_REMOVE_CANCELED =
+    ::core::option::Option<unsafe extern "C" fn(IoTarget: WDFIOTARGET)>;
 pub type PFN_WDF_IO_TARGET_REMOVE_CANCELED = EVT_WDF_IO_TARGET_REMOVE_CANCELED;
-pub type EVT_WDF_IO_TARGET_REMOVE_COMPLETE = ::core::option::Option<
-    unsafe extern "C" fn(IoTarget: WDFIOTARGET),
->;
+pub type EVT_WDF_IO_TARGET_REMOVE_COMPLETE =
+    ::core::option::Option<unsafe extern "C" fn(IoTarget: WDFIOTARGET)>;
 pub type PFN_WDF_IO_TARGET_REMOVE_COMPLETE = EVT_WDF_IO_TARGET_REMOVE_COMPLETE;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2507,10 +2417,7 @@ pub type PFN_WDFIOTARGETCLOSE = ::core::option::Option<
     unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, IoTarget: WDFIOTARGET),
 >;
 pub type PFN_WDFIOTARGETSTART = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        IoTarget: WDFIOTARGET,
-    ) -> NTSTATUS,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, IoTarget: WDFIOTARGET) -> NTSTATUS,
 >;
 pub type PFN_WDFIOTARGETSTOP = ::core::option::Option<
     unsafe extern "C" fn(
@@ -2533,10 +2440,7 @@ pub type PFN_WDFIOTARGETGETSTATE = ::core::option::Option<
     ) -> WDF_IO_TARGET_STATE,
 >;
 pub type PFN_WDFIOTARGETGETDEVICE = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        IoTarget: WDFIOTARGET,
-    ) -> WDFDEVICE,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, IoTarget: WDFIOTARGET) -> WDFDEVICE,
 >;
 pub type PFN_WDFIOTARGETSENDREADSYNCHRONOUSLY = ::core::option::Option<
     unsafe extern "C" fn(
@@ -2646,17 +2550,15 @@ pub mod _WDF_IO_QUEUE_STATE {
     pub const WdfIoQueuePnpHeld: Type = 16;
 }
 pub use self::_WDF_IO_QUEUE_STATE::Type as WDF_IO_QUEUE_STATE;
-pub type EVT_WDF_IO_QUEUE_IO_DEFAULT = ::core::option::Option<
-    unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST),
->;
+pub type EVT_WDF_IO_QUEUE_IO_DEFAULT =
+    ::core::option::Option<unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST)>;
 pub type PFN_WDF_IO_QUEUE_IO_DEFAULT = EVT_WDF_IO_QUEUE_IO_DEFAULT;
 pub type EVT_WDF_IO_QUEUE_IO_STOP = ::core::option::Option<
     unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST, ActionFlags: ULONG),
 >;
 pub type PFN_WDF_IO_QUEUE_IO_STOP = EVT_WDF_IO_QUEUE_IO_STOP;
-pub type EVT_WDF_IO_QUEUE_IO_RESUME = ::core::option::Option<
-    unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST),
->;
+pub type EVT_WDF_IO_QUEUE_IO_RESUME =
+    ::core::option::Option<unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST)>;
 pub type PFN_WDF_IO_QUEUE_IO_RESUME = EVT_WDF_IO_QUEUE_IO_RESUME;
 pub type EVT_WDF_IO_QUEUE_IO_READ = ::core::option::Option<
     unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST, Length: usize),
@@ -2686,13 +2588,11 @@ pub type EVT_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL = ::core::option::Option<
     ),
 >;
 pub type PFN_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL = EVT_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL;
-pub type EVT_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE = ::core::option::Option<
-    unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST),
->;
+pub type EVT_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE =
+    ::core::option::Option<unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST)>;
 pub type PFN_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE = EVT_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE;
-pub type EVT_WDF_IO_QUEUE_STATE = ::core::option::Option<
-    unsafe extern "C" fn(Queue: WDFQUEUE, Context: WDFCONTEXT),
->;
+pub type EVT_WDF_IO_QUEUE_STATE =
+    ::core::option::Option<unsafe extern "C" fn(Queue: WDFQUEUE, Context: WDFCONTEXT)>;
 pub type PFN_WDF_IO_QUEUE_STATE = EVT_WDF_IO_QUEUE_STATE;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2775,10 +2675,7 @@ pub type PFN_WDFIOQUEUESTOPSYNCHRONOUSLY = ::core::option::Option<
     unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Queue: WDFQUEUE),
 >;
 pub type PFN_WDFIOQUEUEGETDEVICE = ::core::option::Option<
-    unsafe extern "C" fn(
-        DriverGlobals: PWDF_DRIVER_GLOBALS,
-        Queue: WDFQUEUE,
-    ) -> WDFDEVICE,
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Queue: WDFQUEUE) -> WDFDEVICE,
 >;
 pub type PFN_WDFIOQUEUERETRIEVENEXTREQUEST = ::core::option::Option<
     unsafe extern "C" fn(

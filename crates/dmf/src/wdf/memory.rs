@@ -1,6 +1,8 @@
 //! `WDFMEMORY`: a framework buffer owned by a Rust value.
 
-use wdk_sys::{_POOL_TYPE, WDF_NO_OBJECT_ATTRIBUTES, WDFMEMORY, WDFOBJECT, call_unsafe_wdf_function_binding};
+use wdk_sys::{
+    _POOL_TYPE, WDF_NO_OBJECT_ATTRIBUTES, WDFMEMORY, WDFOBJECT, call_unsafe_wdf_function_binding,
+};
 
 use super::object::ObjectAttributes;
 use super::status::NtStatus;
@@ -49,7 +51,11 @@ unsafe impl Sync for Memory {}
 
 impl Memory {
     /// Allocates a zero-filled buffer of `length` bytes, parented to `parent` (or the driver).
-    pub fn create(length: usize, pool: PoolType, parent: Option<WDFOBJECT>) -> Result<Self, NtStatus> {
+    pub fn create(
+        length: usize,
+        pool: PoolType,
+        parent: Option<WDFOBJECT>,
+    ) -> Result<Self, NtStatus> {
         let mut attributes = ObjectAttributes::new();
         if let Some(parent) = parent {
             attributes.set_parent(parent);
@@ -74,7 +80,11 @@ impl Memory {
             unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, handle.cast()) };
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
-        Ok(Self { handle, address: buffer.cast(), length })
+        Ok(Self {
+            handle,
+            address: buffer.cast(),
+            length,
+        })
     }
 
     /// The raw handle, for passing to other framework calls.

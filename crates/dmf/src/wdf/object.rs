@@ -1,6 +1,6 @@
 //! `WDF_OBJECT_ATTRIBUTES` and object references.
 
-use wdk_sys::{WDF_OBJECT_ATTRIBUTES, WDFOBJECT, _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE};
+use wdk_sys::{_WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, WDF_OBJECT_ATTRIBUTES, WDFOBJECT};
 
 /// `WDF_OBJECT_ATTRIBUTES`, initialized as `WDF_OBJECT_ATTRIBUTES_INIT` does.
 #[derive(Debug, Clone, Copy)]
@@ -13,7 +13,8 @@ impl ObjectAttributes {
         Self(WDF_OBJECT_ATTRIBUTES {
             Size: size_of::<WDF_OBJECT_ATTRIBUTES>() as u32,
             ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
-            SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+            SynchronizationScope:
+                _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
             ..WDF_OBJECT_ATTRIBUTES::default()
         })
     }

@@ -139,17 +139,32 @@ mod tests {
         assert!(NtStatus::PENDING.is_success());
         assert!(!NtStatus::CANCELLED.is_success());
         assert!(NtStatus::CANCELLED.is_error());
-        assert!(!NtStatus::BUFFER_OVERFLOW.is_error(), "a warning is neither success nor error");
+        assert!(
+            !NtStatus::BUFFER_OVERFLOW.is_error(),
+            "a warning is neither success nor error"
+        );
         assert!(!NtStatus::BUFFER_OVERFLOW.is_success());
     }
 
     #[test]
     fn result_round_trip_and_names() {
         assert_eq!(NtStatus::SUCCESS.into_result(), Ok(()));
-        assert_eq!(NtStatus::IO_TIMEOUT.into_result(), Err(NtStatus::IO_TIMEOUT));
-        assert_eq!(NtStatus::from_result(Err(NtStatus::CANCELLED)), NtStatus::CANCELLED);
+        assert_eq!(
+            NtStatus::IO_TIMEOUT.into_result(),
+            Err(NtStatus::IO_TIMEOUT)
+        );
+        assert_eq!(
+            NtStatus::from_result(Err(NtStatus::CANCELLED)),
+            NtStatus::CANCELLED
+        );
         assert_eq!(NtStatus::CANCELLED.raw() as u32, 0xC000_0120);
-        assert_eq!(alloc::format!("{:?}", NtStatus::CANCELLED), "STATUS_CANCELLED");
-        assert_eq!(alloc::format!("{:?}", NtStatus::from_raw(0x1234)), "NTSTATUS(0x00001234)");
+        assert_eq!(
+            alloc::format!("{:?}", NtStatus::CANCELLED),
+            "STATUS_CANCELLED"
+        );
+        assert_eq!(
+            alloc::format!("{:?}", NtStatus::from_raw(0x1234)),
+            "NTSTATUS(0x00001234)"
+        );
     }
 }

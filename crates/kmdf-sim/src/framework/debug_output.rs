@@ -22,7 +22,9 @@ pub(crate) unsafe fn format(format: PCSTR, argument: PCSTR) -> String {
         String::new()
     } else {
         // SAFETY: NUL-terminated by the caller's contract.
-        unsafe { CStr::from_ptr(argument) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(argument) }
+            .to_string_lossy()
+            .into_owned()
     };
     let mut out = String::new();
     let mut chars = format.chars();
@@ -49,7 +51,10 @@ pub(crate) fn emit(text: &str) {
     if std::env::var_os("KMDF_SIM_QUIET").is_none() {
         eprint!("{text}");
     }
-    CAPTURED.lock().unwrap_or_else(PoisonError::into_inner).push(text.to_string());
+    CAPTURED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(text.to_string());
 }
 
 /// Removes and returns what was printed so far.

@@ -38,12 +38,21 @@ struct Dispatcher {
 }
 
 static DISPATCHER: LazyLock<Dispatcher> = LazyLock::new(|| Dispatcher {
-    state: Mutex::new(State { jobs: VecDeque::new(), running: 0, started: false, seed: 0, rng: 0 }),
+    state: Mutex::new(State {
+        jobs: VecDeque::new(),
+        running: 0,
+        started: false,
+        seed: 0,
+        rng: 0,
+    }),
     changed: Condvar::new(),
 });
 
 fn state() -> MutexGuard<'static, State> {
-    DISPATCHER.state.lock().unwrap_or_else(PoisonError::into_inner)
+    DISPATCHER
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 fn next_random(rng: &mut u64) -> u64 {
@@ -81,12 +90,27 @@ fn ensure_workers(state: &mut State) {
 
 /// Runs `run` on a framework thread at `level` as soon as possible.
 pub(crate) fn submit(level: KIRQL, name: &'static str, run: impl FnOnce() + Send + 'static) {
-    enqueue(Job { due: None, level, name, run: Box::new(run) });
+    enqueue(Job {
+        due: None,
+        level,
+        name,
+        run: Box::new(run),
+    });
 }
 
 /// Runs `run` on a framework thread at `level` once `due` has passed.
-pub(crate) fn submit_at(due: Instant, level: KIRQL, name: &'static str, run: impl FnOnce() + Send + 'static) {
-    enqueue(Job { due: Some(due), level, name, run: Box::new(run) });
+pub(crate) fn submit_at(
+    due: Instant,
+    level: KIRQL,
+    name: &'static str,
+    run: impl FnOnce() + Send + 'static,
+) {
+    enqueue(Job {
+        due: Some(due),
+        level,
+        name,
+        run: Box::new(run),
+    });
 }
 
 fn enqueue(job: Job) {
@@ -116,7 +140,10 @@ fn pick(state: &mut State, now: Instant) -> Result<Job, Option<Duration>> {
         let window = (ready.len() as u64).min(PICK_WINDOW);
         (next_random(&mut state.rng) % window) as usize
     };
-    Ok(state.jobs.remove(ready[choice]).expect("a ready index is in range"))
+    Ok(state
+        .jobs
+        .remove(ready[choice])
+        .expect("a ready index is in range"))
 }
 
 fn worker() {
@@ -125,7 +152,11 @@ fn worker() {
         match pick(&mut state, Instant::now()) {
             Ok(job) => {
                 state.running += 1;
-                let delay = if state.seed == 0 { 0 } else { next_random(&mut state.rng) % 50 };
+                let delay = if state.seed == 0 {
+                    0
+                } else {
+                    next_random(&mut state.rng) % 50
+                };
                 drop(state);
                 if delay > 0 {
                     std::thread::sleep(Duration::from_micros(delay));
@@ -136,10 +167,17 @@ fn worker() {
                 DISPATCHER.changed.notify_all();
             }
             Err(Some(wait)) => {
-                state = DISPATCHER.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+                state = DISPATCHER
+                    .changed
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
             Err(None) => {
-                state = DISPATCHER.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state = DISPATCHER
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
         }
     }
@@ -152,7 +190,10 @@ pub(crate) fn wait_idle(timeout: Duration) -> bool {
     let mut state = state();
     loop {
         let now = Instant::now();
-        let ready = state.jobs.iter().any(|job| job.due.is_none_or(|due| due <= now));
+        let ready = state
+            .jobs
+            .iter()
+            .any(|job| job.due.is_none_or(|due| due <= now));
         if !ready && state.running == 0 {
             return true;
         }
@@ -160,7 +201,11 @@ pub(crate) fn wait_idle(timeout: Duration) -> bool {
             return false;
         }
         let wait = (deadline - now).min(Duration::from_millis(5));
-        state = DISPATCHER.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+        state = DISPATCHER
+            .changed
+            .wait_timeout(state, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 

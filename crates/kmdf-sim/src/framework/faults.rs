@@ -30,12 +30,18 @@ static LIVE_OBJECTS: AtomicI64 = AtomicI64::new(0);
 static LIVE_POOL: AtomicI64 = AtomicI64::new(0);
 
 fn plans() -> std::sync::MutexGuard<'static, Vec<Plan>> {
-    PLANS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    PLANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Makes the `nth` (1-based, counted from now) hit of `point` fail with `status`.
 pub(crate) fn fail_nth(point: FaultPoint, nth: u64, status: NTSTATUS) {
-    plans().push(Plan { point, remaining: nth.max(1), status });
+    plans().push(Plan {
+        point,
+        remaining: nth.max(1),
+        status,
+    });
 }
 
 /// Forgets every armed fault.

@@ -8,10 +8,12 @@ use super::table::Entry;
 use super::verifier::{self, rules};
 use super::{faults, irql, wdf_entry};
 use crate::constants::{
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
-    STATUS_SUCCESS,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
-use crate::types::{NTSTATUS, POOL_TYPE, PVOID, PWDF_DRIVER_GLOBALS, PWDF_OBJECT_ATTRIBUTES, ULONG, WDFMEMORY};
+use crate::types::{
+    NTSTATUS, POOL_TYPE, PVOID, PWDF_DRIVER_GLOBALS, PWDF_OBJECT_ATTRIBUTES, ULONG, WDFMEMORY,
+};
 
 /// KMDF type name of memory objects.
 pub(crate) const KIND: &str = "WDFMEMORY";
@@ -41,7 +43,10 @@ impl Payload for Memory {}
 
 impl Drop for Memory {
     fn drop(&mut self) {
-        let region = *self.region.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let region = *self
+            .region
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(layout) = region.owned {
             // SAFETY: an owned region was allocated in `create_owned` with this layout and is
             // freed only here, when the last holder of the object lets go of it.
@@ -57,8 +62,19 @@ pub(crate) fn is_paged(pool_type: POOL_TYPE) -> bool {
 
 /// Creates a memory object over a buffer the caller keeps alive (framework-internal users:
 /// request buffers, preallocated memory).
-pub(crate) fn create_view(attributes: &Attributes, parent: usize, address: usize, length: usize) -> Result<usize, NTSTATUS> {
-    let payload = Memory { region: Mutex::new(Region { address, length, owned: None }) };
+pub(crate) fn create_view(
+    attributes: &Attributes,
+    parent: usize,
+    address: usize,
+    length: usize,
+) -> Result<usize, NTSTATUS> {
+    let payload = Memory {
+        region: Mutex::new(Region {
+            address,
+            length,
+            owned: None,
+        }),
+    };
     object::create(KIND, attributes, parent, Box::new(payload))
 }
 
@@ -70,9 +86,20 @@ fn create_owned(attributes: &Attributes, length: usize) -> Result<(usize, usize)
     if address.is_null() {
         return Err(STATUS_INSUFFICIENT_RESOURCES);
     }
-    let payload = Memory { region: Mutex::new(Region { address: address as usize, length, owned: Some(layout) }) };
+    let payload = Memory {
+        region: Mutex::new(Region {
+            address: address as usize,
+            length,
+            owned: Some(layout),
+        }),
+    };
     // On failure the payload is dropped, which frees the buffer.
-    let handle = object::create(KIND, attributes, object::default_parent(), Box::new(payload))?;
+    let handle = object::create(
+        KIND,
+        attributes,
+        object::default_parent(),
+        Box::new(payload),
+    )?;
     Ok((handle, address as usize))
 }
 
@@ -92,12 +119,20 @@ unsafe extern "C" fn wdf_memory_create(
     buffer: *mut PVOID,
 ) -> NTSTATUS {
     const API: &str = "WdfMemoryCreate";
-    let allowed = if is_paged(pool_type) { irql::APC } else { irql::DISPATCH };
+    let allowed = if is_paged(pool_type) {
+        irql::APC
+    } else {
+        irql::DISPATCH
+    };
     if !irql::require_at_most(allowed, API) {
         return STATUS_INVALID_DEVICE_REQUEST;
     }
     if memory.is_null() || buffer_size == 0 {
-        verifier::report(rules::INVALID_ARGUMENT, API, "null Memory out pointer or zero BufferSize".to_string());
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            "null Memory out pointer or zero BufferSize".to_string(),
+        );
         return STATUS_INVALID_PARAMETER;
     }
     let attributes = match Attributes::read(attributes, API) {
@@ -130,14 +165,23 @@ unsafe extern "C" fn wdf_memory_create_preallocated(
         return STATUS_INVALID_DEVICE_REQUEST;
     }
     if memory.is_null() || buffer.is_null() || buffer_size == 0 {
-        verifier::report(rules::INVALID_ARGUMENT, API, "null Buffer or Memory, or zero BufferSize".to_string());
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            "null Buffer or Memory, or zero BufferSize".to_string(),
+        );
         return STATUS_INVALID_PARAMETER;
     }
     let attributes = match Attributes::read(attributes, API) {
         Ok(attributes) => attributes,
         Err(status) => return status,
     };
-    match create_view(&attributes, object::default_parent(), buffer as usize, buffer_size) {
+    match create_view(
+        &attributes,
+        object::default_parent(),
+        buffer as usize,
+        buffer_size,
+    ) {
         Ok(handle) => {
             // SAFETY: `memory` is non-null and writable by the API contract.
             unsafe { memory.write(object::handle_ptr(handle)) };
@@ -154,17 +198,31 @@ unsafe extern "C" fn wdf_memory_assign_buffer(
     buffer_size: usize,
 ) -> NTSTATUS {
     const API: &str = "WdfMemoryAssignBuffer";
-    let Some(object) = object::lookup_payload::<Memory>(object::handle_of(memory), KIND, API) else {
+    let Some(object) = object::lookup_payload::<Memory>(object::handle_of(memory), KIND, API)
+    else {
         return STATUS_INVALID_PARAMETER;
     };
     if buffer.is_null() || buffer_size == 0 {
-        verifier::report(rules::INVALID_ARGUMENT, API, "null Buffer or zero BufferSize".to_string());
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            "null Buffer or zero BufferSize".to_string(),
+        );
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(payload) = object.payload::<Memory>() else { return STATUS_INVALID_PARAMETER };
-    let mut region = payload.region.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(payload) = object.payload::<Memory>() else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    let mut region = payload
+        .region
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     if region.owned.is_some() {
-        verifier::report(rules::INVALID_ARGUMENT, API, format!("{object} was not created preallocated"));
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            format!("{object} was not created preallocated"),
+        );
         return STATUS_INVALID_DEVICE_REQUEST;
     }
     region.address = buffer as usize;
@@ -172,7 +230,11 @@ unsafe extern "C" fn wdf_memory_assign_buffer(
     STATUS_SUCCESS
 }
 
-unsafe extern "C" fn wdf_memory_get_buffer(_globals: PWDF_DRIVER_GLOBALS, memory: WDFMEMORY, buffer_size: *mut usize) -> PVOID {
+unsafe extern "C" fn wdf_memory_get_buffer(
+    _globals: PWDF_DRIVER_GLOBALS,
+    memory: WDFMEMORY,
+    buffer_size: *mut usize,
+) -> PVOID {
     let Some((address, length)) = buffer_of(memory, "WdfMemoryGetBuffer") else {
         return core::ptr::null_mut();
     };
@@ -191,7 +253,9 @@ fn check_range(api: &str, offset: usize, count: usize, length: usize) -> Result<
             verifier::report(
                 rules::INVALID_ARGUMENT,
                 api,
-                format!("copy of {count} bytes at offset {offset} exceeds the {length}-byte buffer"),
+                format!(
+                    "copy of {count} bytes at offset {offset} exceeds the {length}-byte buffer"
+                ),
             );
             Err(STATUS_INVALID_BUFFER_SIZE)
         }
@@ -206,7 +270,9 @@ unsafe extern "C" fn wdf_memory_copy_to_buffer(
     count: usize,
 ) -> NTSTATUS {
     const API: &str = "WdfMemoryCopyToBuffer";
-    let Some((address, length)) = buffer_of(source, API) else { return STATUS_INVALID_PARAMETER };
+    let Some((address, length)) = buffer_of(source, API) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     if buffer.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
@@ -215,7 +281,13 @@ unsafe extern "C" fn wdf_memory_copy_to_buffer(
     }
     // SAFETY: the source range is inside the memory object's buffer (checked above); the
     // destination holds `count` bytes by the API contract; `copy` tolerates overlap.
-    unsafe { core::ptr::copy((address + source_offset) as *const u8, buffer.cast::<u8>(), count) };
+    unsafe {
+        core::ptr::copy(
+            (address + source_offset) as *const u8,
+            buffer.cast::<u8>(),
+            count,
+        )
+    };
     STATUS_SUCCESS
 }
 
@@ -227,7 +299,9 @@ unsafe extern "C" fn wdf_memory_copy_from_buffer(
     count: usize,
 ) -> NTSTATUS {
     const API: &str = "WdfMemoryCopyFromBuffer";
-    let Some((address, length)) = buffer_of(destination, API) else { return STATUS_INVALID_PARAMETER };
+    let Some((address, length)) = buffer_of(destination, API) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     if buffer.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
@@ -236,15 +310,45 @@ unsafe extern "C" fn wdf_memory_copy_from_buffer(
     }
     // SAFETY: the destination range is inside the memory object's buffer (checked above); the
     // source holds `count` bytes by the API contract; `copy` tolerates overlap.
-    unsafe { core::ptr::copy(buffer.cast::<u8>().cast_const(), (address + destination_offset) as *mut u8, count) };
+    unsafe {
+        core::ptr::copy(
+            buffer.cast::<u8>().cast_const(),
+            (address + destination_offset) as *mut u8,
+            count,
+        )
+    };
     STATUS_SUCCESS
 }
 
 pub(crate) const ENTRIES: &[Entry] = &[
-    wdf_entry!(WdfMemoryCreateTableIndex, PFN_WDFMEMORYCREATE, wdf_memory_create),
-    wdf_entry!(WdfMemoryCreatePreallocatedTableIndex, PFN_WDFMEMORYCREATEPREALLOCATED, wdf_memory_create_preallocated),
-    wdf_entry!(WdfMemoryAssignBufferTableIndex, PFN_WDFMEMORYASSIGNBUFFER, wdf_memory_assign_buffer),
-    wdf_entry!(WdfMemoryGetBufferTableIndex, PFN_WDFMEMORYGETBUFFER, wdf_memory_get_buffer),
-    wdf_entry!(WdfMemoryCopyToBufferTableIndex, PFN_WDFMEMORYCOPYTOBUFFER, wdf_memory_copy_to_buffer),
-    wdf_entry!(WdfMemoryCopyFromBufferTableIndex, PFN_WDFMEMORYCOPYFROMBUFFER, wdf_memory_copy_from_buffer),
+    wdf_entry!(
+        WdfMemoryCreateTableIndex,
+        PFN_WDFMEMORYCREATE,
+        wdf_memory_create
+    ),
+    wdf_entry!(
+        WdfMemoryCreatePreallocatedTableIndex,
+        PFN_WDFMEMORYCREATEPREALLOCATED,
+        wdf_memory_create_preallocated
+    ),
+    wdf_entry!(
+        WdfMemoryAssignBufferTableIndex,
+        PFN_WDFMEMORYASSIGNBUFFER,
+        wdf_memory_assign_buffer
+    ),
+    wdf_entry!(
+        WdfMemoryGetBufferTableIndex,
+        PFN_WDFMEMORYGETBUFFER,
+        wdf_memory_get_buffer
+    ),
+    wdf_entry!(
+        WdfMemoryCopyToBufferTableIndex,
+        PFN_WDFMEMORYCOPYTOBUFFER,
+        wdf_memory_copy_to_buffer
+    ),
+    wdf_entry!(
+        WdfMemoryCopyFromBufferTableIndex,
+        PFN_WDFMEMORYCOPYFROMBUFFER,
+        wdf_memory_copy_from_buffer
+    ),
 ];

@@ -16,10 +16,13 @@ use super::irql;
 use super::table::Entry;
 use super::verifier::{self, rules};
 use super::{faults, wdf_entry};
-use crate::constants::{STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_EXISTS, STATUS_SUCCESS};
+use crate::constants::{
+    STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_OBJECT_NAME_EXISTS, STATUS_SUCCESS,
+};
 use crate::types::{
-    LONG, NTSTATUS, PCCH, PCWDF_OBJECT_CONTEXT_TYPE_INFO, PVOID, PWDF_DRIVER_GLOBALS, PWDF_OBJECT_ATTRIBUTES,
-    WDF_OBJECT_ATTRIBUTES, WDFOBJECT, _WDF_OBJECT_CONTEXT_TYPE_INFO,
+    _WDF_OBJECT_CONTEXT_TYPE_INFO, LONG, NTSTATUS, PCCH, PCWDF_OBJECT_CONTEXT_TYPE_INFO, PVOID,
+    PWDF_DRIVER_GLOBALS, PWDF_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDFOBJECT,
 };
 
 /// Alignment of context areas (KMDF's `MEMORY_ALLOCATION_ALIGNMENT` on x64).
@@ -105,8 +108,12 @@ struct Registry {
     deleted: HashMap<usize, &'static str>,
 }
 
-static REGISTRY: LazyLock<Mutex<Registry>> =
-    LazyLock::new(|| Mutex::new(Registry { live: HashMap::new(), deleted: HashMap::new() }));
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
+    Mutex::new(Registry {
+        live: HashMap::new(),
+        deleted: HashMap::new(),
+    })
+});
 static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0x0010_0000);
 static DEFAULT_PARENT: AtomicUsize = AtomicUsize::new(0);
 
@@ -188,18 +195,27 @@ impl Attributes {
 fn read_type_info(info: PCWDF_OBJECT_CONTEXT_TYPE_INFO) -> (usize, usize) {
     // SAFETY: context type infos are statics the driver declares; a non-null pointer is valid.
     let value: _WDF_OBJECT_CONTEXT_TYPE_INFO = unsafe { info.read() };
-    let unique = if value.UniqueType.is_null() { info as usize } else { value.UniqueType as usize };
+    let unique = if value.UniqueType.is_null() {
+        info as usize
+    } else {
+        value.UniqueType as usize
+    };
     (unique, value.ContextSize)
 }
 
 fn new_context(unique_type: usize, size: usize) -> Result<ContextArea, NTSTATUS> {
-    let layout = Layout::from_size_align(size.max(1), CONTEXT_ALIGNMENT).map_err(|_| STATUS_INVALID_PARAMETER)?;
+    let layout = Layout::from_size_align(size.max(1), CONTEXT_ALIGNMENT)
+        .map_err(|_| STATUS_INVALID_PARAMETER)?;
     // SAFETY: the layout has a nonzero size.
     let memory = unsafe { std::alloc::alloc_zeroed(layout) };
     if memory.is_null() {
         return Err(STATUS_INSUFFICIENT_RESOURCES);
     }
-    Ok(ContextArea { unique_type, memory, layout })
+    Ok(ContextArea {
+        unique_type,
+        memory,
+        layout,
+    })
 }
 
 fn free_context(area: &ContextArea) {
@@ -276,20 +292,36 @@ pub(crate) fn lookup(handle: usize, kind: Option<&str>, api: &str) -> Option<Arc
     if let Some(kind) = kind
         && object.kind != kind
     {
-        verifier::report(rules::WRONG_HANDLE_TYPE, api, format!("{object} passed where a {kind} is required"));
+        verifier::report(
+            rules::WRONG_HANDLE_TYPE,
+            api,
+            format!("{object} passed where a {kind} is required"),
+        );
         return None;
     }
     Some(object)
 }
 
+/// Finds a live object without reporting anything when it is gone (framework-internal paths
+/// that may race with deletion).
+pub(crate) fn live_object(handle: usize) -> Option<Arc<Object>> {
+    registry().live.get(&handle).cloned()
+}
+
 /// Finds a live object and its payload of type `T`.
-pub(crate) fn lookup_payload<T: Payload>(handle: usize, kind: &str, api: &str) -> Option<Arc<Object>> {
+pub(crate) fn lookup_payload<T: Payload>(
+    handle: usize,
+    kind: &str,
+    api: &str,
+) -> Option<Arc<Object>> {
     lookup(handle, Some(kind), api).filter(|object| object.payload::<T>().is_some())
 }
 
 /// `WdfObjectDelete` on behalf of the driver.
 pub(crate) fn driver_delete(handle: usize, api: &str) {
-    let Some(object) = lookup(handle, None, api) else { return };
+    let Some(object) = lookup(handle, None, api) else {
+        return;
+    };
     if let Err(why) = object.payload.driver_may_delete() {
         verifier::report(rules::INVALID_DELETE, &object, why.to_string());
         return;
@@ -310,7 +342,10 @@ pub(crate) fn delete(object: &Arc<Object>) {
 fn children_of(object: &Object) -> Vec<Arc<Object>> {
     let children = object.state().children.clone();
     let registry = registry();
-    children.iter().filter_map(|child| registry.live.get(child).cloned()).collect()
+    children
+        .iter()
+        .filter_map(|child| registry.live.get(child).cloned())
+        .collect()
 }
 
 fn run_cleanup(object: &Arc<Object>) {
@@ -381,7 +416,10 @@ fn destroy(object: &Arc<Object>) {
         registry.live.get(&parent).cloned()
     };
     if let Some(parent) = parent {
-        parent.state().children.retain(|&child| child != object.handle);
+        parent
+            .state()
+            .children
+            .retain(|&child| child != object.handle);
     }
     faults::object_died();
 }
@@ -448,7 +486,11 @@ unsafe extern "C" fn wdf_object_get_typed_context_worker(
         return core::ptr::null_mut();
     };
     if type_info.is_null() {
-        verifier::report(rules::INVALID_ARGUMENT, "WdfObjectGetTypedContextWorker", "null type info".to_string());
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            "WdfObjectGetTypedContextWorker",
+            "null type info".to_string(),
+        );
         return core::ptr::null_mut();
     }
     context_of(&object, read_type_info(type_info).0)
@@ -461,20 +503,30 @@ unsafe extern "C" fn wdf_object_allocate_context(
     context: *mut PVOID,
 ) -> NTSTATUS {
     const API: &str = "WdfObjectAllocateContext";
-    let Some(object) = lookup(handle_of(handle), None, API) else { return STATUS_INVALID_PARAMETER };
+    let Some(object) = lookup(handle_of(handle), None, API) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let attributes = match Attributes::read(attributes, API) {
         Ok(attributes) => attributes,
         Err(status) => return status,
     };
     let Some((unique, size)) = attributes.context else {
-        verifier::report(rules::INVALID_ARGUMENT, API, "attributes name no context type".to_string());
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            "attributes name no context type".to_string(),
+        );
         return STATUS_INVALID_PARAMETER;
     };
     if object.is_deleting() {
         return crate::constants::STATUS_DELETE_PENDING;
     }
     let mut state = object.state();
-    if let Some(existing) = state.contexts.iter().find(|area| area.unique_type == unique) {
+    if let Some(existing) = state
+        .contexts
+        .iter()
+        .find(|area| area.unique_type == unique)
+    {
         if !context.is_null() {
             // SAFETY: a non-null out pointer is writable by the API contract.
             unsafe { context.write(existing.memory.cast()) };
@@ -495,12 +547,21 @@ unsafe extern "C" fn wdf_object_allocate_context(
     STATUS_SUCCESS
 }
 
-unsafe extern "C" fn wdf_object_context_get_object(_globals: PWDF_DRIVER_GLOBALS, context: PVOID) -> WDFOBJECT {
+unsafe extern "C" fn wdf_object_context_get_object(
+    _globals: PWDF_DRIVER_GLOBALS,
+    context: PVOID,
+) -> WDFOBJECT {
     let registry = registry();
     registry
         .live
         .values()
-        .find(|object| object.state().contexts.iter().any(|area| area.memory.cast() == context))
+        .find(|object| {
+            object
+                .state()
+                .contexts
+                .iter()
+                .any(|area| area.memory.cast() == context)
+        })
         .map_or(core::ptr::null_mut(), |object| handle_ptr(object.handle))
 }
 
@@ -529,14 +590,34 @@ unsafe extern "C" fn wdf_object_dereference_actual(
 }
 
 pub(crate) const ENTRIES: &[Entry] = &[
-    wdf_entry!(WdfObjectDeleteTableIndex, PFN_WDFOBJECTDELETE, wdf_object_delete),
+    wdf_entry!(
+        WdfObjectDeleteTableIndex,
+        PFN_WDFOBJECTDELETE,
+        wdf_object_delete
+    ),
     wdf_entry!(
         WdfObjectGetTypedContextWorkerTableIndex,
         PFN_WDFOBJECTGETTYPEDCONTEXTWORKER,
         wdf_object_get_typed_context_worker
     ),
-    wdf_entry!(WdfObjectAllocateContextTableIndex, PFN_WDFOBJECTALLOCATECONTEXT, wdf_object_allocate_context),
-    wdf_entry!(WdfObjectContextGetObjectTableIndex, PFN_WDFOBJECTCONTEXTGETOBJECT, wdf_object_context_get_object),
-    wdf_entry!(WdfObjectReferenceActualTableIndex, PFN_WDFOBJECTREFERENCEACTUAL, wdf_object_reference_actual),
-    wdf_entry!(WdfObjectDereferenceActualTableIndex, PFN_WDFOBJECTDEREFERENCEACTUAL, wdf_object_dereference_actual),
+    wdf_entry!(
+        WdfObjectAllocateContextTableIndex,
+        PFN_WDFOBJECTALLOCATECONTEXT,
+        wdf_object_allocate_context
+    ),
+    wdf_entry!(
+        WdfObjectContextGetObjectTableIndex,
+        PFN_WDFOBJECTCONTEXTGETOBJECT,
+        wdf_object_context_get_object
+    ),
+    wdf_entry!(
+        WdfObjectReferenceActualTableIndex,
+        PFN_WDFOBJECTREFERENCEACTUAL,
+        wdf_object_reference_actual
+    ),
+    wdf_entry!(
+        WdfObjectDereferenceActualTableIndex,
+        PFN_WDFOBJECTDEREFERENCEACTUAL,
+        wdf_object_dereference_actual
+    ),
 ];

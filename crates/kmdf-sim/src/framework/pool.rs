@@ -23,7 +23,8 @@ pub(crate) struct Block {
     layout: Layout,
 }
 
-static BLOCKS: LazyLock<Mutex<HashMap<usize, Block>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static BLOCKS: LazyLock<Mutex<HashMap<usize, Block>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn blocks() -> MutexGuard<'static, HashMap<usize, Block>> {
     BLOCKS.lock().unwrap_or_else(PoisonError::into_inner)
@@ -37,11 +38,16 @@ pub(crate) fn allocate(flags: POOL_FLAGS, size: SIZE_T, tag: ULONG) -> PVOID {
         verifier::report(
             rules::PAGED_ALLOCATION_AT_DISPATCH,
             "ExAllocatePool2",
-            format!("{size} bytes of paged pool requested at IRQL {}", irql::current()),
+            format!(
+                "{size} bytes of paged pool requested at IRQL {}",
+                irql::current()
+            ),
         );
         return core::ptr::null_mut();
     }
-    if !irql::require_at_most(irql::DISPATCH, "ExAllocatePool2") || faults::hit(faults::FaultPoint::Allocation).is_err() {
+    if !irql::require_at_most(irql::DISPATCH, "ExAllocatePool2")
+        || faults::hit(faults::FaultPoint::Allocation).is_err()
+    {
         return core::ptr::null_mut();
     }
     let Ok(layout) = Layout::from_size_align(size.max(1), POOL_ALIGNMENT) else {
@@ -53,7 +59,11 @@ pub(crate) fn allocate(flags: POOL_FLAGS, size: SIZE_T, tag: ULONG) -> PVOID {
         return core::ptr::null_mut();
     }
     // Uninitialized pool is filled with a pattern so that reading it before writing shows.
-    let fill = if flags & POOL_FLAG_UNINITIALIZED != 0 { 0xCD } else { 0 };
+    let fill = if flags & POOL_FLAG_UNINITIALIZED != 0 {
+        0xCD
+    } else {
+        0
+    };
     // SAFETY: `memory` is a fresh allocation of `layout.size()` bytes.
     unsafe { memory.write_bytes(fill, layout.size()) };
     blocks().insert(memory as usize, Block { size, tag, layout });
@@ -69,7 +79,11 @@ pub(crate) fn free(pointer: PVOID, tag: Option<ULONG>, api: &str) {
     let mut blocks = blocks();
     let Some(block) = blocks.get(&(pointer as usize)).copied() else {
         drop(blocks);
-        verifier::report(rules::INVALID_POOL_FREE, api, format!("{pointer:p} is not an allocated pool block"));
+        verifier::report(
+            rules::INVALID_POOL_FREE,
+            api,
+            format!("{pointer:p} is not an allocated pool block"),
+        );
         return;
     };
     if let Some(tag) = tag
@@ -79,7 +93,10 @@ pub(crate) fn free(pointer: PVOID, tag: Option<ULONG>, api: &str) {
         verifier::report(
             rules::INVALID_POOL_FREE,
             api,
-            format!("{pointer:p} was allocated with tag {:#x}, freed with tag {tag:#x}", block.tag),
+            format!(
+                "{pointer:p} was allocated with tag {:#x}, freed with tag {tag:#x}",
+                block.tag
+            ),
         );
         return;
     }
@@ -93,7 +110,10 @@ pub(crate) fn free(pointer: PVOID, tag: Option<ULONG>, api: &str) {
 
 /// Every live block (address, block).
 pub(crate) fn live() -> Vec<(usize, Block)> {
-    let mut live: Vec<_> = blocks().iter().map(|(address, block)| (*address, *block)).collect();
+    let mut live: Vec<_> = blocks()
+        .iter()
+        .map(|(address, block)| (*address, *block))
+        .collect();
     live.sort_by_key(|(address, _)| *address);
     live
 }

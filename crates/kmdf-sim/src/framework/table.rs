@@ -1,6 +1,6 @@
 //! The WDF function table that `WdfFunctions` points at.
 
-use crate::types::{WDF_DRIVER_GLOBALS, WDFFUNC, WDFFUNCENUM, _WDFFUNCENUM};
+use crate::types::{_WDFFUNCENUM, WDF_DRIVER_GLOBALS, WDFFUNC, WDFFUNCENUM};
 
 /// Number of slots, as in KMDF 1.33.
 pub const TABLE_LEN: usize = _WDFFUNCENUM::WdfFunctionTableNumEntries as usize;
@@ -20,6 +20,8 @@ const AREAS: &[&[Entry]] = &[
     super::collection::ENTRIES,
     super::request::ENTRIES,
     super::iotarget::ENTRIES,
+    super::device::ENTRIES,
+    super::queue::ENTRIES,
 ];
 
 /// Slots the simulation does not implement call this. Reaching it is a test-setup error, and a

@@ -29,7 +29,9 @@ pub mod kernel {
 
     /// Performance counter; writes its frequency when asked.
     #[must_use]
-    pub unsafe extern "C" fn KeQueryPerformanceCounter(PerformanceFrequency: PLARGE_INTEGER) -> LARGE_INTEGER {
+    pub unsafe extern "C" fn KeQueryPerformanceCounter(
+        PerformanceFrequency: PLARGE_INTEGER,
+    ) -> LARGE_INTEGER {
         if !PerformanceFrequency.is_null() {
             // SAFETY: a non-null out pointer is writable by the API contract.
             unsafe { PerformanceFrequency.write(large(PERFORMANCE_FREQUENCY)) };
@@ -56,8 +58,11 @@ pub mod kernel {
 
     /// System time in 100 ns units since 1601-01-01.
     pub unsafe extern "C" fn KeQuerySystemTimePrecise(CurrentTime: PLARGE_INTEGER) {
-        let since_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let value = i64::try_from(since_unix.as_nanos() / 100).unwrap_or(i64::MAX) + EPOCH_DIFFERENCE_100NS;
+        let since_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let value =
+            i64::try_from(since_unix.as_nanos() / 100).unwrap_or(i64::MAX) + EPOCH_DIFFERENCE_100NS;
         if !CurrentTime.is_null() {
             // SAFETY: a non-null out pointer is writable by the API contract.
             unsafe { CurrentTime.write(large(value)) };
@@ -66,7 +71,8 @@ pub mod kernel {
 
     /// Busy-waits for the given microseconds.
     pub unsafe extern "C" fn KeStallExecutionProcessor(MicroSeconds: ULONG) {
-        let until = std::time::Instant::now() + std::time::Duration::from_micros(u64::from(MicroSeconds));
+        let until =
+            std::time::Instant::now() + std::time::Duration::from_micros(u64::from(MicroSeconds));
         while std::time::Instant::now() < until {
             core::hint::spin_loop();
         }

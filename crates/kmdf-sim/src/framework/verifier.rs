@@ -73,15 +73,26 @@ static REPORTS: Mutex<Vec<Report>> = Mutex::new(Vec::new());
 /// Records a broken rule. With `KMDF_SIM_VERIFIER=abort` the process stops at once, like a
 /// bugcheck, which keeps the offending stack for a debugger.
 pub(crate) fn report(rule: &'static str, object: impl core::fmt::Display, message: String) {
-    let report = Report { rule, object: object.to_string(), message };
+    let report = Report {
+        rule,
+        object: object.to_string(),
+        message,
+    };
     eprintln!("kmdf-sim verifier: {report}");
     if std::env::var("KMDF_SIM_VERIFIER").is_ok_and(|v| v == "abort") {
         std::process::abort();
     }
-    REPORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(report);
+    REPORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(report);
 }
 
 /// Removes and returns every report recorded so far.
 pub(crate) fn take() -> Vec<Report> {
-    core::mem::take(&mut *REPORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    core::mem::take(
+        &mut *REPORTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
 }

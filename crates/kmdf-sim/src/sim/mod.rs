@@ -11,6 +11,7 @@ use crate::types::{KIRQL, NTSTATUS};
 
 pub use crate::framework::faults::{Counters, FaultPoint};
 
+pub mod pnp;
 pub mod target;
 
 /// The verifier log.
@@ -48,6 +49,9 @@ impl Session {
         exec::wait_idle(IDLE_TIMEOUT);
         exec::reset();
         object::reset();
+        crate::framework::io::reset();
+        crate::framework::request::reset();
+        pnp::reset();
         pool::reset();
         faults::clear();
         faults::reset_counters();
@@ -55,13 +59,19 @@ impl Session {
         let _ = log::take();
         let _ = debug_output::take();
         irql::set(irql::PASSIVE);
-        let seed = std::env::var("KMDF_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| u64::from(d.subsec_nanos()) | 1)
-        });
+        let seed = std::env::var("KMDF_SIM_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| u64::from(d.subsec_nanos()) | 1)
+            });
         exec::set_seed(seed);
-        Self { _serial: serial, expected: Vec::new() }
+        Self {
+            _serial: serial,
+            expected: Vec::new(),
+        }
     }
 
     /// The scheduling seed of this session (replay with `KMDF_SIM_SEED=<seed>`).
@@ -77,7 +87,10 @@ impl Session {
 
     /// Waits until framework threads have nothing ready to run.
     pub fn wait_idle(&self) {
-        assert!(exec::wait_idle(IDLE_TIMEOUT), "framework threads still busy after {IDLE_TIMEOUT:?}");
+        assert!(
+            exec::wait_idle(IDLE_TIMEOUT),
+            "framework threads still busy after {IDLE_TIMEOUT:?}"
+        );
     }
 
     /// Checks for objects and pool still alive now, reporting each (the teardown check).
@@ -93,7 +106,11 @@ impl Session {
 
 fn check_leaks() {
     for object in object::live_objects() {
-        log::report(log::rules::OBJECT_LEAKED, &*object, "never deleted".to_string());
+        log::report(
+            log::rules::OBJECT_LEAKED,
+            &*object,
+            "never deleted".to_string(),
+        );
     }
     for (address, block) in pool::live() {
         log::report(
@@ -108,7 +125,10 @@ impl Drop for Session {
     fn drop(&mut self) {
         exec::wait_idle(IDLE_TIMEOUT);
         check_leaks();
-        let unexpected: Vec<_> = log::take().into_iter().filter(|r| !self.expected.contains(&r.rule)).collect();
+        let unexpected: Vec<_> = log::take()
+            .into_iter()
+            .filter(|r| !self.expected.contains(&r.rule))
+            .collect();
         let seed = exec::seed();
         irql::set(irql::PASSIVE);
         if std::thread::panicking() {

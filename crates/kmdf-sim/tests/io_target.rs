@@ -3,7 +3,11 @@
 //! and the verifier rules of requests.
 // The simulation's own copy of the binding macro counts as a local macro here, so its internal
 // unsafe blocks are linted as if they were this file's.
-#![allow(clippy::missing_safety_doc, clippy::multiple_unsafe_ops_per_block, clippy::undocumented_unsafe_blocks)]
+#![allow(
+    clippy::missing_safety_doc,
+    clippy::multiple_unsafe_ops_per_block,
+    clippy::undocumented_unsafe_blocks
+)]
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -38,7 +38,7 @@ pub struct Received {
 pub enum Response {
     /// Complete it (after `delay`, if nonzero): copy `data` into the output buffer (truncated to
     /// its length) and complete with `status` and `information` (default: the bytes copied, or
-    /// for a write the bytes written).
+    /// for a write, the whole input).
     Complete {
         /// Completion status.
         status: NTSTATUS,
@@ -182,12 +182,11 @@ impl Inner {
                 core::ptr::copy_nonoverlapping(data.as_ptr(), irp.output.address as *mut u8, copied)
             };
         }
-        let information =
-            information.unwrap_or(if irp.major == MajorFunction::Write && data.is_empty() {
-                irp.input.length
-            } else {
-                copied
-            });
+        let information = information.unwrap_or(if irp.major == MajorFunction::Write {
+            irp.input.length
+        } else {
+            copied
+        });
         if irp.complete(status, information) {
             lock(&self.counters).answered += 1;
         }

@@ -156,7 +156,8 @@ impl Driver {
             });
         }
         for child in object::live_objects() {
-            if child.kind == request::KIND && child.parent() == self.handle {
+            if child.kind == request::KIND && child.parent() == self.handle && !child.is_deleting()
+            {
                 verifier::report(
                     rules::IO_ALIVE_AT_REMOVE,
                     &*child,

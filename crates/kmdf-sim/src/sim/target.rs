@@ -187,9 +187,10 @@ impl Inner {
         } else {
             copied
         });
-        if irp.complete(status, information) {
-            lock(&self.counters).answered += 1;
-        }
+        // Counted before completing, so a completion routine sees the count. The caller owns the
+        // packet (fresh, or taken off the pending list), so the completion cannot fail.
+        lock(&self.counters).answered += 1;
+        irp.complete(status, information);
     }
 
     fn park(self: &Arc<Self>, irp: &Arc<Irp>, held: bool) -> u64 {
@@ -206,8 +207,9 @@ impl Inner {
                 irp.complete(STATUS_CANCELLED, 0);
                 return;
             };
-            if inner.take(id).is_some() && irp.complete(STATUS_CANCELLED, 0) {
+            if inner.take(id).is_some() {
                 lock(&inner.counters).cancelled += 1;
+                irp.complete(STATUS_CANCELLED, 0);
             }
         });
         if let Err(cancel) = irp.set_cancel_routine(cancel) {
@@ -220,9 +222,8 @@ impl Inner {
         let all: Vec<Pending> = core::mem::take(&mut *lock(&self.pending));
         self.pending_changed.notify_all();
         for entry in all {
-            if entry.irp.complete(status, 0) {
-                lock(&self.counters).failed_removed += 1;
-            }
+            lock(&self.counters).failed_removed += 1;
+            entry.irp.complete(status, 0);
         }
     }
 }
@@ -233,8 +234,8 @@ impl DeviceNode for Node {
     fn dispatch(&self, irp: Arc<Irp>) {
         let inner = &self.0;
         if inner.removed.load(Ordering::Acquire) {
-            irp.complete(STATUS_NO_SUCH_DEVICE, 0);
             lock(&inner.counters).failed_removed += 1;
+            irp.complete(STATUS_NO_SUCH_DEVICE, 0);
             return;
         }
         let mut input = vec![0u8; irp.input.length];

@@ -13,6 +13,7 @@ pub use crate::framework::faults::{Counters, FaultPoint};
 
 pub mod pnp;
 pub mod target;
+pub mod user;
 
 /// The verifier log.
 pub mod verifier {

@@ -15,6 +15,8 @@ use crate::types::{
     WDFDEVICE, WDFDRIVER,
 };
 
+pub use crate::framework::io::{GUID_DEVICE_INTERFACE_ARRIVAL, GUID_DEVICE_INTERFACE_REMOVAL};
+
 /// A driver's `DriverEntry`.
 pub type DriverEntry = unsafe extern "C" fn(PDRIVER_OBJECT, PCUNICODE_STRING) -> NTSTATUS;
 

@@ -104,11 +104,12 @@ fn reuse_format_send_loop_through_the_trampoline() {
     let device = ProgrammableTarget::create("\\??\\DmfRequestLoop");
     device.set_responder(|received| Response::data(&[received.sequence as u8; 4]));
     let (driver, host) = boot();
-    let target = IoTarget::create(host.handle()).expect("target created");
+    let target = IoTarget::create(dmf::wdf::device::Device::from_raw(host.handle()))
+        .expect("target created");
     target
         .open_by_name(&wide(device.symbolic_link()), RemoveCallbacks::default())
         .expect("opened");
-    let request = Request::create(target.handle(), None).expect("request created");
+    let request = Request::create(Some(&target), None).expect("request created");
     let output = Memory::create(16, PoolType::NonPaged, None).expect("memory");
     let before = RECORDER.count.load(Ordering::SeqCst);
     for round in 1..=50 {
@@ -117,7 +118,7 @@ fn reuse_format_send_loop_through_the_trampoline() {
         }
         request
             .format_ioctl(
-                target.handle(),
+                &target,
                 0x22_2008,
                 false,
                 None,
@@ -126,7 +127,7 @@ fn reuse_format_send_loop_through_the_trampoline() {
             .expect("format");
         request.set_completion_static(&RECORDER);
         request
-            .send(target.handle(), Timeout::from_millis(0))
+            .send(&target, Timeout::from_millis(0))
             .expect("sent");
         RECORDER.wait(before + round);
     }
@@ -162,7 +163,8 @@ fn synchronous_sends_and_timeouts() {
         }
     });
     let (driver, host) = boot();
-    let target = IoTarget::create(host.handle()).expect("target created");
+    let target = IoTarget::create(dmf::wdf::device::Device::from_raw(host.handle()))
+        .expect("target created");
     target
         .open_by_name(&wide(device.symbolic_link()), RemoveCallbacks::default())
         .expect("opened");
@@ -187,13 +189,13 @@ fn synchronous_sends_and_timeouts() {
         .expect("written");
     assert_eq!(written, 5);
     // A request object sent synchronously.
-    let request = Request::create(target.handle(), None).expect("request");
+    let request = Request::create(Some(&target), None).expect("request");
     let memory = Memory::create(4, PoolType::NonPaged, None).expect("memory");
     request
-        .format_read(target.handle(), MemoryRange::whole(memory.handle()))
+        .format_read(&target, MemoryRange::whole(memory.handle()))
         .expect("format");
     assert_eq!(
-        request.send_synchronously(target.handle(), Timeout::from_millis(1000)),
+        request.send_synchronously(&target, Timeout::from_millis(1000)),
         Ok(0)
     );
     drop(request);
@@ -211,18 +213,19 @@ fn cancel_and_stop_with_requests_in_flight() {
     let device = ProgrammableTarget::create("\\??\\DmfRequestCancel");
     device.set_responder(|_| Response::Hold);
     let (driver, host) = boot();
-    let target = IoTarget::create(host.handle()).expect("target created");
+    let target = IoTarget::create(dmf::wdf::device::Device::from_raw(host.handle()))
+        .expect("target created");
     target
         .open_by_name(&wide(device.symbolic_link()), RemoveCallbacks::default())
         .expect("opened");
-    let request = Request::create(target.handle(), None).expect("request");
+    let request = Request::create(Some(&target), None).expect("request");
     let memory = Memory::create(4, PoolType::NonPaged, None).expect("memory");
     request
-        .format_write(target.handle(), MemoryRange::whole(memory.handle()))
+        .format_write(&target, MemoryRange::whole(memory.handle()))
         .expect("format");
     request.set_completion_static(recorder);
     request
-        .send(target.handle(), Timeout::from_millis(0))
+        .send(&target, Timeout::from_millis(0))
         .expect("sent");
     assert!(device.wait_held(1, Duration::from_secs(5)));
     assert!(request.cancel());
@@ -235,12 +238,10 @@ fn cancel_and_stop_with_requests_in_flight() {
 
     request.reuse(NtStatus::SUCCESS).unwrap();
     request
-        .format_write(target.handle(), MemoryRange::whole(memory.handle()))
+        .format_write(&target, MemoryRange::whole(memory.handle()))
         .unwrap();
     request.set_completion_static(recorder);
-    request
-        .send(target.handle(), Timeout::from_millis(0))
-        .unwrap();
+    request.send(&target, Timeout::from_millis(0)).unwrap();
     assert!(device.wait_held(1, Duration::from_secs(5)));
     target.stop(SentIoAction::Cancel);
     assert_eq!(
@@ -252,10 +253,10 @@ fn cancel_and_stop_with_requests_in_flight() {
     target.purge(true);
     request.reuse(NtStatus::SUCCESS).unwrap();
     request
-        .format_write(target.handle(), MemoryRange::whole(memory.handle()))
+        .format_write(&target, MemoryRange::whole(memory.handle()))
         .unwrap();
     assert_eq!(
-        request.send(target.handle(), Timeout::from_millis(0)),
+        request.send(&target, Timeout::from_millis(0)),
         Err(NtStatus::INVALID_DEVICE_STATE)
     );
     target.start().unwrap();

@@ -42,11 +42,15 @@ pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
 }
 
 pub use crate::framework::collection::kernel::*;
+#[allow(unused_imports, reason = "this area has no kernel functions yet")]
 pub use crate::framework::device::kernel::*;
 pub use crate::framework::event::kernel::*;
 pub use crate::framework::io::kernel::*;
+#[allow(unused_imports, reason = "this area has no kernel functions yet")]
 pub use crate::framework::iotarget::kernel::*;
+#[allow(unused_imports, reason = "this area has no kernel functions yet")]
 pub use crate::framework::queue::kernel::*;
+#[allow(unused_imports, reason = "this area has no kernel functions yet")]
 pub use crate::framework::request::kernel::*;
 pub use crate::framework::sync::kernel::*;
 pub use crate::framework::thread::kernel::*;

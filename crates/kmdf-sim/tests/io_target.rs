@@ -247,7 +247,7 @@ fn send_ioctl(
     let mut options = options;
     let options_ptr = options
         .as_mut()
-        .map_or(core::ptr::null_mut(), |o| core::ptr::from_mut(o));
+        .map_or(core::ptr::null_mut(), core::ptr::from_mut);
     // SAFETY: valid handles and options.
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestSend, request, target, options_ptr) != 0 }
 }
@@ -448,10 +448,10 @@ fn cancel_versus_complete_races_complete_each_request_exactly_once() {
             std::thread::yield_now();
         }
         // SAFETY: a valid request.
-        let initiated = unsafe {
+        let cancel_initiated = unsafe {
             call_unsafe_wdf_function_binding!(WdfRequestCancelSentRequest, handle as WDFREQUEST)
         } != 0;
-        let released = releaser.join().unwrap();
+        let released_count = releaser.join().unwrap();
         wait_for(&log, round + 1);
         let status = log.status.load(Ordering::SeqCst);
         assert!(
@@ -460,10 +460,10 @@ fn cancel_versus_complete_races_complete_each_request_exactly_once() {
         );
         if status == STATUS_CANCELLED {
             cancelled += 1;
-            assert!(initiated);
-            assert_eq!(released, 0);
+            assert!(cancel_initiated);
+            assert_eq!(released_count, 0);
         } else {
-            assert_eq!(released, 1);
+            assert_eq!(released_count, 1);
         }
     }
     session.wait_idle();
@@ -478,6 +478,10 @@ fn cancel_versus_complete_races_complete_each_request_exactly_once() {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario through every target state"
+)]
 fn stop_purge_and_close_with_requests_in_flight() {
     let session = Session::begin();
     let device = ProgrammableTarget::create("\\??\\SimTargetStates");
@@ -505,7 +509,7 @@ fn stop_purge_and_close_with_requests_in_flight() {
             WdfIoTargetStop,
             target,
             _WDF_IO_TARGET_SENT_IO_ACTION::WdfIoTargetLeaveSentIoPending
-        )
+        );
     };
     assert_eq!(state(target), _WDF_IO_TARGET_STATE::WdfIoTargetStopped);
     assert!(
@@ -527,7 +531,7 @@ fn stop_purge_and_close_with_requests_in_flight() {
             WdfIoTargetStop,
             target,
             _WDF_IO_TARGET_SENT_IO_ACTION::WdfIoTargetCancelSentIo
-        )
+        );
     };
     assert_eq!(log.completions.load(Ordering::SeqCst), 2);
     assert_eq!(log.status.load(Ordering::SeqCst), STATUS_CANCELLED);
@@ -548,7 +552,7 @@ fn stop_purge_and_close_with_requests_in_flight() {
             WdfIoTargetPurge,
             target,
             _WDF_IO_TARGET_PURGE_IO_ACTION::WdfIoTargetPurgeIoAndWait
-        )
+        );
     };
     assert_eq!(log.completions.load(Ordering::SeqCst), 3);
     assert_eq!(state(target), _WDF_IO_TARGET_STATE::WdfIoTargetPurged);
@@ -696,7 +700,7 @@ fn verifier_formatting_or_deleting_a_pending_request_and_sending_a_deleted_one()
             .any(|r| r.rule == rules::REQUEST_STILL_PENDING)
     );
     assert!(reports.iter().any(|r| r.rule == rules::INVALID_DELETE));
-    device.release_all(&Response::status(STATUS_SUCCESS));
+    assert_eq!(device.release_all(&Response::status(STATUS_SUCCESS)), 1);
     wait_for(&log, 1);
     session.wait_idle();
     delete(request.cast());

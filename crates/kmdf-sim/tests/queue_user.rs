@@ -1,4 +1,4 @@
-//! A driver with queues, driven by the PnP manager and the user-mode side: callback order,
+//! A driver with queues, driven by the `PnP` manager and the user-mode side: callback order,
 //! interface notifications, round trips through queues, cancelable requests racing with
 //! cancellation, handle close, manual queues, forwarding, purge, a driver-to-driver round trip
 //! through an I/O target, and the completion verifier rules.
@@ -72,6 +72,7 @@ unsafe extern "C" fn cancel_held(request: WDFREQUEST) {
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_CANCELLED) };
 }
 
+#[allow(clippy::too_many_lines, reason = "one handler per test IOCTL")]
 unsafe extern "C" fn io_device_control(
     _queue: WDFQUEUE,
     request: WDFREQUEST,
@@ -117,7 +118,7 @@ unsafe extern "C" fn io_device_control(
                     input.cast::<u8>(),
                     output.cast::<u8>(),
                     input_length,
-                )
+                );
             };
             unsafe {
                 call_unsafe_wdf_function_binding!(
@@ -125,7 +126,7 @@ unsafe extern "C" fn io_device_control(
                     request,
                     STATUS_SUCCESS,
                     input_length as ULONG_PTR
-                )
+                );
             };
         }
         IOCTL_HOLD => {
@@ -154,10 +155,10 @@ unsafe extern "C" fn io_device_control(
         }
         IOCTL_COMPLETE_TWICE => {
             unsafe {
-                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS)
+                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS);
             };
             unsafe {
-                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS)
+                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS);
             };
         }
         IOCTL_COMPLETE_QUEUED => {
@@ -171,7 +172,7 @@ unsafe extern "C" fn io_device_control(
             assert_eq!(status, STATUS_SUCCESS);
             // The request now waits on the manual queue: completing it is a bug.
             unsafe {
-                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS)
+                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS);
             };
         }
         _ => unsafe {
@@ -179,7 +180,7 @@ unsafe extern "C" fn io_device_control(
                 WdfRequestComplete,
                 request,
                 STATUS_INVALID_DEVICE_REQUEST
-            )
+            );
         },
     }
 }
@@ -201,7 +202,7 @@ unsafe extern "C" fn io_write(_queue: WDFQUEUE, request: WDFREQUEST, length: usi
         ..Default::default()
     };
     unsafe {
-        call_unsafe_wdf_function_binding!(WdfRequestGetParameters, request, &raw mut parameters)
+        call_unsafe_wdf_function_binding!(WdfRequestGetParameters, request, &raw mut parameters);
     };
     assert_eq!(parameters.Type, _WDF_REQUEST_TYPE::WdfRequestTypeWrite);
     assert_eq!(unsafe { parameters.Parameters.Write.Length }, length);
@@ -211,10 +212,11 @@ unsafe extern "C" fn io_write(_queue: WDFQUEUE, request: WDFREQUEST, length: usi
             request,
             STATUS_SUCCESS,
             length as ULONG_PTR
-        )
+        );
     };
 }
 
+#[allow(clippy::too_many_lines, reason = "one device with every kind of queue")]
 unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
     log("DeviceAdd");
     let mut callbacks = WDF_PNPPOWER_EVENT_CALLBACKS {
@@ -232,14 +234,14 @@ unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -
             WdfDeviceInitSetPnpPowerEventCallbacks,
             init,
             &raw mut callbacks
-        )
+        );
     };
     unsafe {
         call_unsafe_wdf_function_binding!(
             WdfDeviceInitSetIoType,
             init,
             _WDF_DEVICE_IO_TYPE::WdfDeviceIoBuffered
-        )
+        );
     };
     let mut device: WDFDEVICE = core::ptr::null_mut();
     let status = unsafe {
@@ -480,7 +482,7 @@ fn user_mode_round_trips_through_queues() {
                 request,
                 STATUS_SUCCESS,
                 expected as ULONG_PTR
-            )
+            );
         };
     }
     let mut request: WDFREQUEST = core::ptr::null_mut();
@@ -530,7 +532,7 @@ fn cancel_versus_driver_completion_of_cancelable_requests() {
                         WdfRequestComplete,
                         request as WDFREQUEST,
                         STATUS_SUCCESS
-                    )
+                    );
                 };
                 true
             } else {
@@ -577,7 +579,7 @@ fn purge_cancels_queued_requests_and_refuses_new_ones() {
     let read = file.read_overlapped(4);
     let manual = MANUAL.load(Ordering::SeqCst) as WDFQUEUE;
     let (mut waiting, mut owned) = (0u32, 0u32);
-    unsafe {
+    let _state = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfIoQueueGetState,
             manual,
@@ -615,7 +617,7 @@ unsafe extern "C" fn forward_completion(
             request,
             params.IoStatus.__bindgen_anon_1.Status,
             params.IoStatus.Information
-        )
+        );
     };
 }
 
@@ -746,7 +748,7 @@ fn verifier_completing_a_request_sent_to_a_target() {
     let device = driver.add_device().unwrap();
     device.start().unwrap();
     let mut target: WDFIOTARGET = core::ptr::null_mut();
-    unsafe {
+    let _ = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfIoTargetCreate,
             device.handle(),
@@ -770,7 +772,7 @@ fn verifier_completing_a_request_sent_to_a_target() {
         STATUS_SUCCESS
     );
     let mut request: WDFREQUEST = core::ptr::null_mut();
-    unsafe {
+    let _ = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfRequestCreate,
             WDF_NO_OBJECT_ATTRIBUTES,
@@ -778,7 +780,7 @@ fn verifier_completing_a_request_sent_to_a_target() {
             &raw mut request
         )
     };
-    unsafe {
+    let _ = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfIoTargetFormatRequestForIoctl,
             target,

@@ -5,10 +5,11 @@ use wdk_sys::{
     _WDF_IO_TARGET_STATE, _WDF_MEMORY_DESCRIPTOR_TYPE, _WDF_REQUEST_SEND_OPTIONS_FLAGS as SEND,
     GENERIC_READ, GENERIC_WRITE, PFN_WDF_IO_TARGET_QUERY_REMOVE, PFN_WDF_IO_TARGET_REMOVE_CANCELED,
     PFN_WDF_IO_TARGET_REMOVE_COMPLETE, ULONG_PTR, UNICODE_STRING, WDF_IO_TARGET_OPEN_PARAMS,
-    WDF_MEMORY_DESCRIPTOR, WDF_NO_OBJECT_ATTRIBUTES, WDF_REQUEST_SEND_OPTIONS, WDFDEVICE,
-    WDFIOTARGET, call_unsafe_wdf_function_binding,
+    WDF_MEMORY_DESCRIPTOR, WDF_NO_OBJECT_ATTRIBUTES, WDF_REQUEST_SEND_OPTIONS, WDFIOTARGET,
+    call_unsafe_wdf_function_binding,
 };
 
+use super::device::Device;
 use super::request::Timeout;
 use super::status::NtStatus;
 
@@ -79,7 +80,8 @@ fn buffer_descriptor(address: *mut u8, length: usize) -> WDF_MEMORY_DESCRIPTOR {
 
 impl IoTarget {
     /// `WdfIoTargetCreate` on `device` (parented to it). `PASSIVE_LEVEL`.
-    pub fn create(device: WDFDEVICE) -> Result<Self, NtStatus> {
+    pub fn create(device: Device) -> Result<Self, NtStatus> {
+        let device = device.handle();
         let mut handle: WDFIOTARGET = core::ptr::null_mut();
         // SAFETY: a valid device and out pointer.
         let status = unsafe {
@@ -99,7 +101,8 @@ impl IoTarget {
 
     /// The device's local target (`WdfDeviceGetIoTarget`), borrowed.
     #[must_use]
-    pub fn local(device: WDFDEVICE) -> Self {
+    pub fn local(device: Device) -> Self {
+        let device = device.handle();
         // SAFETY: a valid device.
         let handle = unsafe { call_unsafe_wdf_function_binding!(WdfDeviceGetIoTarget, device) };
         Self {
@@ -229,7 +232,7 @@ impl IoTarget {
             Flags: if timeout.is_none() {
                 0
             } else {
-                SEND::WDF_REQUEST_SEND_OPTION_TIMEOUT as u32
+                SEND::WDF_REQUEST_SEND_OPTION_TIMEOUT.cast_unsigned()
             },
             Timeout: timeout.relative_100ns(),
         }

@@ -12,6 +12,7 @@ use wdk_sys::{
     WDFMEMORY_OFFSET, WDFOBJECT, WDFREQUEST, call_unsafe_wdf_function_binding,
 };
 
+use super::io_target::IoTarget;
 use super::object::ObjectAttributes;
 use super::status::NtStatus;
 
@@ -163,8 +164,9 @@ unsafe impl Send for Request {}
 unsafe impl Sync for Request {}
 
 impl Request {
-    /// `WdfRequestCreate`, parented to `parent` (or the driver), for `target` (may be null).
-    pub fn create(target: WDFIOTARGET, parent: Option<WDFOBJECT>) -> Result<Self, NtStatus> {
+    /// `WdfRequestCreate`, parented to `parent` (or the driver), for `target` if given.
+    pub fn create(target: Option<&IoTarget>, parent: Option<WDFOBJECT>) -> Result<Self, NtStatus> {
+        let target = target.map_or(core::ptr::null_mut(), IoTarget::handle);
         let mut handle: WDFREQUEST = core::ptr::null_mut();
         let mut attributes = ObjectAttributes::new();
         let attributes_ptr = if let Some(parent) = parent {
@@ -208,14 +210,14 @@ impl Request {
     }
 
     /// `WdfIoTargetFormatRequestForRead` into `output`.
-    pub fn format_read(&self, target: WDFIOTARGET, output: MemoryRange) -> Result<(), NtStatus> {
+    pub fn format_read(&self, target: &IoTarget, output: MemoryRange) -> Result<(), NtStatus> {
         let mut storage = WDFMEMORY_OFFSET::default();
         let (memory, offsets) = raw_range(Some(output), &mut storage);
         // SAFETY: valid handles; the offsets live in `storage` for the call.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfIoTargetFormatRequestForRead,
-                target,
+                target.handle(),
                 self.handle,
                 memory,
                 offsets,
@@ -226,14 +228,14 @@ impl Request {
     }
 
     /// `WdfIoTargetFormatRequestForWrite` from `input`.
-    pub fn format_write(&self, target: WDFIOTARGET, input: MemoryRange) -> Result<(), NtStatus> {
+    pub fn format_write(&self, target: &IoTarget, input: MemoryRange) -> Result<(), NtStatus> {
         let mut storage = WDFMEMORY_OFFSET::default();
         let (memory, offsets) = raw_range(Some(input), &mut storage);
         // SAFETY: valid handles; the offsets live in `storage` for the call.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfIoTargetFormatRequestForWrite,
-                target,
+                target.handle(),
                 self.handle,
                 memory,
                 offsets,
@@ -246,7 +248,7 @@ impl Request {
     /// `WdfIoTargetFormatRequestForIoctl` (internal: `WdfIoTargetFormatRequestForInternalIoctl`).
     pub fn format_ioctl(
         &self,
-        target: WDFIOTARGET,
+        target: &IoTarget,
         ioctl: u32,
         internal: bool,
         input: Option<MemoryRange>,
@@ -261,7 +263,7 @@ impl Request {
             unsafe {
                 call_unsafe_wdf_function_binding!(
                     WdfIoTargetFormatRequestForInternalIoctl,
-                    target,
+                    target.handle(),
                     self.handle,
                     ioctl,
                     input_memory,
@@ -275,7 +277,7 @@ impl Request {
             unsafe {
                 call_unsafe_wdf_function_binding!(
                     WdfIoTargetFormatRequestForIoctl,
-                    target,
+                    target.handle(),
                     self.handle,
                     ioctl,
                     input_memory,
@@ -310,10 +312,10 @@ impl Request {
         unsafe { self.set_completion(core::ptr::from_ref(handler)) };
     }
 
-    fn send_with(&self, target: WDFIOTARGET, flags: i32, timeout: Timeout) -> Result<(), NtStatus> {
-        let mut flags = flags as u32;
+    fn send_with(&self, target: &IoTarget, flags: i32, timeout: Timeout) -> Result<(), NtStatus> {
+        let mut flags = flags.cast_unsigned();
         if !timeout.is_none() {
-            flags |= SEND::WDF_REQUEST_SEND_OPTION_TIMEOUT as u32;
+            flags |= SEND::WDF_REQUEST_SEND_OPTION_TIMEOUT.cast_unsigned();
         }
         let mut options = WDF_REQUEST_SEND_OPTIONS {
             Size: size_of::<WDF_REQUEST_SEND_OPTIONS>() as u32,
@@ -322,7 +324,12 @@ impl Request {
         };
         // SAFETY: valid handles and initialized options.
         let sent = unsafe {
-            call_unsafe_wdf_function_binding!(WdfRequestSend, self.handle, target, &raw mut options)
+            call_unsafe_wdf_function_binding!(
+                WdfRequestSend,
+                self.handle,
+                target.handle(),
+                &raw mut options
+            )
         };
         if sent == 0 {
             Err(self.status())
@@ -332,14 +339,14 @@ impl Request {
     }
 
     /// Sends asynchronously; on `Err` no completion will run and the error is the status.
-    pub fn send(&self, target: WDFIOTARGET, timeout: Timeout) -> Result<(), NtStatus> {
+    pub fn send(&self, target: &IoTarget, timeout: Timeout) -> Result<(), NtStatus> {
         self.send_with(target, 0, timeout)
     }
 
     /// Sends synchronously (`PASSIVE_LEVEL`); returns the bytes transferred.
     pub fn send_synchronously(
         &self,
-        target: WDFIOTARGET,
+        target: &IoTarget,
         timeout: Timeout,
     ) -> Result<usize, NtStatus> {
         self.send_with(target, SEND::WDF_REQUEST_SEND_OPTION_SYNCHRONOUS, timeout)?;
@@ -380,7 +387,7 @@ impl Request {
                 WdfRequestGetCompletionParams,
                 self.handle,
                 &raw mut params
-            )
+            );
         };
         Completion::from_params(&params)
     }

@@ -1,5 +1,5 @@
 //! `WDFDRIVER` and `WDFDEVICE`: driver creation, device initialization and creation, device
-//! interfaces and symbolic links, and the PnP/power callbacks the simulated PnP manager drives.
+//! interfaces and symbolic links, and the PnP/power callbacks the simulated `PnP` manager drives.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,8 @@ pub(crate) const KIND: &str = "WDFDEVICE";
 
 /// A driver object.
 pub(crate) struct Driver {
-    pub(crate) driver_object: usize,
+    /// The WDM driver object's address.
+    pub(crate) wdm: usize,
     pub(crate) device_add: PFN_WDF_DRIVER_DEVICE_ADD,
     pub(crate) unload: PFN_WDF_DRIVER_UNLOAD,
 }
@@ -71,6 +72,11 @@ pub(crate) struct DeviceState {
 pub(crate) struct Device {
     pub(crate) driver: usize,
     pub(crate) pnp: WDF_PNPPOWER_EVENT_CALLBACKS,
+    /// Recorded only: buffered and direct I/O behave alike in the simulation.
+    #[allow(
+        dead_code,
+        reason = "recorded for inspection; no behaviour depends on it"
+    )]
     pub(crate) io_type: WDF_DEVICE_IO_TYPE,
     pub(crate) state: Mutex<DeviceState>,
     pub(crate) queues: queue::DeviceQueues,
@@ -91,7 +97,7 @@ struct DeviceNodeOf {
 
 impl DeviceNode for DeviceNodeOf {
     fn dispatch(&self, irp: Arc<Irp>) {
-        queue::dispatch(self.device, irp);
+        queue::dispatch(self.device, &irp);
     }
 
     fn file_closed(&self, file: u64) {
@@ -197,7 +203,7 @@ unsafe extern "C" fn wdf_driver_create(
         Err(status) => return status,
     };
     let payload = Driver {
-        driver_object: driver_object as usize,
+        wdm: driver_object as usize,
         device_add: config.EvtDriverDeviceAdd,
         unload: config.EvtDriverUnload,
     };
@@ -234,10 +240,7 @@ unsafe extern "C" fn wdf_driver_wdm_get_driver_object(
         DRIVER_KIND,
         "WdfDriverWdmGetDriverObject",
     )
-    .and_then(|o| {
-        o.payload::<Driver>()
-            .map(|d| d.driver_object as PDRIVER_OBJECT)
-    })
+    .and_then(|o| o.payload::<Driver>().map(|d| d.wdm as PDRIVER_OBJECT))
     .unwrap_or(core::ptr::null_mut())
 }
 

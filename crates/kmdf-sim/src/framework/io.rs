@@ -1,5 +1,5 @@
 //! The I/O packet every simulated device receives, the namespace of symbolic links that I/O
-//! targets and the user-mode side open, device interfaces and their PnP notifications.
+//! targets and the user-mode side open, device interfaces and their `PnP` notifications.
 //!
 //! An [`Irp`] is the simulation's IRP: a major function, an I/O control code, input and output
 //! buffer ranges, and one completion. Whoever delivers a packet (an I/O target, the user-mode
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{exec, irql};
 use crate::constants::{
-    STATUS_CANCELLED, STATUS_INVALID_PARAMETER, STATUS_NO_SUCH_DEVICE, STATUS_OBJECT_NAME_EXISTS,
+    STATUS_INVALID_PARAMETER, STATUS_NO_SUCH_DEVICE, STATUS_OBJECT_NAME_EXISTS,
     STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS,
 };
 use crate::types::{
@@ -183,7 +183,7 @@ impl Irp {
                     state = self
                         .done
                         .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
                 Some(deadline) => {
                     let now = Instant::now();
@@ -315,11 +315,6 @@ impl Link {
         lock(&self.watchers).retain(|(w, _)| *w != id);
     }
 
-    /// Whether the device was removed.
-    pub(crate) fn is_removed(&self) -> bool {
-        self.removed.load(Ordering::Acquire)
-    }
-
     fn listeners(&self) -> Vec<Arc<dyn Opener>> {
         lock(&self.watchers)
             .iter()
@@ -340,7 +335,7 @@ impl Link {
                 for listener in agreed.iter().rev() {
                     let listener: &Arc<dyn Opener> = listener;
                     irql::run_callback(irql::PASSIVE, "remove-canceled notification", || {
-                        listener.remove_canceled()
+                        listener.remove_canceled();
                     });
                 }
                 return false;
@@ -354,7 +349,7 @@ impl Link {
     pub(crate) fn remove_canceled(&self) {
         for listener in self.listeners() {
             irql::run_callback(irql::PASSIVE, "remove-canceled notification", || {
-                listener.remove_canceled()
+                listener.remove_canceled();
             });
         }
     }
@@ -364,7 +359,7 @@ impl Link {
         self.removed.store(true, Ordering::Release);
         for listener in self.listeners() {
             irql::run_callback(irql::PASSIVE, "remove-complete notification", || {
-                listener.remove_complete()
+                listener.remove_complete();
             });
         }
     }
@@ -503,7 +498,7 @@ fn post(listener: &Arc<Listener>, arrival: bool, name: String) {
     if !listener.draining.swap(true, Ordering::AcqRel) {
         let listener = listener.clone();
         exec::submit(irql::PASSIVE, "PnP notification callback", move || {
-            drain(&listener)
+            drain(&listener);
         });
     }
 }
@@ -584,7 +579,7 @@ pub mod kernel {
     use crate::framework::{irql, object};
     use crate::types::PDRIVER_OBJECT;
 
-    /// Registers a PnP notification callback. Only `EventCategoryDeviceInterfaceChange` is
+    /// Registers a `PnP` notification callback. Only `EventCategoryDeviceInterfaceChange` is
     /// simulated; callbacks run at `PASSIVE_LEVEL` on a framework thread, in event order.
     pub unsafe extern "C" fn IoRegisterPlugPlayNotification(
         EventCategory: IO_NOTIFICATION_EVENT_CATEGORY,
@@ -644,7 +639,7 @@ pub mod kernel {
         STATUS_SUCCESS
     }
 
-    /// Unregisters a PnP notification callback. When it returns the callback is not running
+    /// Unregisters a `PnP` notification callback. When it returns the callback is not running
     /// (unless called from the callback itself) and will not be called again.
     pub unsafe extern "C" fn IoUnregisterPlugPlayNotificationEx(
         NotificationEntry: PVOID,
@@ -675,9 +670,4 @@ pub mod kernel {
         }
         STATUS_SUCCESS
     }
-}
-
-/// Sends a packet to a cancelled state helper: completes with `STATUS_CANCELLED`.
-pub(crate) fn complete_cancelled(irp: &Arc<Irp>) {
-    irp.complete(STATUS_CANCELLED, 0);
 }

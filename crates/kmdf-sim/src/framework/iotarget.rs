@@ -300,17 +300,16 @@ impl Opener for TargetOpener {
             return STATUS_SUCCESS;
         };
         let callback = lock(&target_of(&object).inner).callbacks.query_remove;
-        match callback {
+        if let Some(callback) = callback {
             // SAFETY: the driver registered this callback for this target.
-            Some(callback) => unsafe { callback(object::handle_ptr(self.target)) },
-            None => {
-                close_inner(
-                    target_of(&object),
-                    STATE::WdfIoTargetClosedForQueryRemove,
-                    false,
-                );
-                STATUS_SUCCESS
-            }
+            unsafe { callback(object::handle_ptr(self.target)) }
+        } else {
+            close_inner(
+                target_of(&object),
+                STATE::WdfIoTargetClosedForQueryRemove,
+                false,
+            );
+            STATUS_SUCCESS
         }
     }
 
@@ -562,7 +561,7 @@ unsafe extern "C" fn wdf_io_target_stop(
             wait_until(t, |inner| inner.in_flight == 0);
         }
         SENT::WdfIoTargetWaitForSentIoToComplete => {
-            wait_until(t, |inner| inner.in_flight == inner.queued.len())
+            wait_until(t, |inner| inner.in_flight == inner.queued.len());
         }
         SENT::WdfIoTargetLeaveSentIoPending => {}
         _ => verifier::report(

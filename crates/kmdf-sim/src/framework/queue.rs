@@ -164,13 +164,13 @@ fn present(queue: usize, q: &Queue, request_object: &Arc<Object>) {
         MajorFunction::Read => c.read.map(|f| {
             // SAFETY: the driver's callback with a request it now owns.
             irql::run_callback(level, "EvtIoRead", || unsafe {
-                f(queue_ptr, request_ptr, irp.output.length)
+                f(queue_ptr, request_ptr, irp.output.length);
             });
         }),
         MajorFunction::Write => c.write.map(|f| {
             // SAFETY: as above.
             irql::run_callback(level, "EvtIoWrite", || unsafe {
-                f(queue_ptr, request_ptr, irp.input.length)
+                f(queue_ptr, request_ptr, irp.input.length);
             });
         }),
         MajorFunction::DeviceControl => c.device_control.map(|f| {
@@ -202,7 +202,7 @@ fn present(queue: usize, q: &Queue, request_object: &Arc<Object>) {
         if let Some(f) = c.default_cb {
             // SAFETY: as above.
             irql::run_callback(level, "EvtIoDefault", || unsafe {
-                f(queue_ptr, request_ptr)
+                f(queue_ptr, request_ptr);
             });
         } else {
             complete(
@@ -264,7 +264,7 @@ fn on_packet_cancel(request_handle: usize) {
         Cancel::Driver(Some(routine)) => {
             // SAFETY: the cancel routine the driver registered for this request.
             irql::run_callback(irql::current(), "EvtRequestCancel", || unsafe {
-                routine(object::handle_ptr(request_handle))
+                routine(object::handle_ptr(request_handle));
             });
         }
         Cancel::Driver(None) | Cancel::Nothing => {}
@@ -365,7 +365,7 @@ fn complete(request_object: &Arc<Object>, status: NTSTATUS, information: usize, 
 }
 
 /// Presents a packet that reached `device` to the right queue.
-pub(crate) fn dispatch(device: usize, irp: Arc<Irp>) {
+pub(crate) fn dispatch(device: usize, irp: &Arc<Irp>) {
     let Some(device_object) = object::live_object(device) else {
         irp.complete(crate::constants::STATUS_NO_SUCH_DEVICE, 0);
         return;
@@ -507,6 +507,10 @@ fn wait_idle(q: &Queue) {
 // ---------------------------------------------------------------------------------------------
 // WDF functions: queues.
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one linear sequence of KMDF's queue checks"
+)]
 unsafe extern "C" fn wdf_io_queue_create(
     _globals: PWDF_DRIVER_GLOBALS,
     device: WDFDEVICE,

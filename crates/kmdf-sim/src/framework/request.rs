@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use super::io::{self, Irp, MajorFunction, Range, lock};
+use super::io::{Irp, MajorFunction, Range, lock};
 use super::object::{self, Attributes, Object, Payload};
 use super::table::Entry;
 use super::verifier::{self, rules};
@@ -51,7 +51,6 @@ pub(crate) struct Format {
     pub(crate) ioctl: u32,
     pub(crate) input: Buffer,
     pub(crate) output: Buffer,
-    pub(crate) target: usize,
 }
 
 /// Where a queue-presented request is.
@@ -291,7 +290,6 @@ pub(crate) fn format(
             ioctl,
             input,
             output,
-            target: object::handle_of(target),
         });
         let mut references: Vec<Arc<Object>> = input_ref.into_iter().chain(output_ref).collect();
         for reference in &references {
@@ -446,6 +444,10 @@ fn on_packet_complete(
     });
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one linear sequence of KMDF's send checks"
+)]
 /// Sends a request; returns whether it was sent (queued on a stopped target counts as sent).
 pub(crate) fn send(
     request: WDFREQUEST,
@@ -531,7 +533,7 @@ pub(crate) fn send(
             format.output.range,
             0,
             Some(Box::new(move |irp: &Arc<Irp>| {
-                on_packet_complete(request_handle, target_handle, irp, synchronous)
+                on_packet_complete(request_handle, target_handle, irp, synchronous);
             })),
         )
     };
@@ -825,9 +827,10 @@ unsafe extern "C" fn wdf_request_get_completion_params(
         );
         return;
     }
-    // SAFETY: the request is not pending, so nobody writes its parameters; `params` is writable
-    // by the API contract.
-    unsafe { params.write(req.params_ptr().read()) };
+    // SAFETY: the request is not pending, so nobody writes its parameters now.
+    let value = unsafe { req.params_ptr().read() };
+    // SAFETY: `params` is non-null and writable by the API contract.
+    unsafe { params.write(value) };
 }
 
 unsafe extern "C" fn wdf_request_allocate_timer(
@@ -934,8 +937,3 @@ pub(crate) const ENTRIES: &[Entry] = &[
 /// Kernel functions of this area, re-exported from `ntddk`.
 #[allow(non_snake_case)]
 pub mod kernel {}
-
-/// Completes a packet as cancelled (helper for cancel routines).
-pub(crate) fn cancel_packet(irp: &Arc<Irp>) {
-    io::complete_cancelled(irp);
-}

@@ -1,4 +1,4 @@
-//! The simulated PnP manager: loads a driver (`DriverEntry`), adds devices (`EvtDriverDeviceAdd`),
+//! The simulated `PnP` manager: loads a driver (`DriverEntry`), adds devices (`EvtDriverDeviceAdd`),
 //! starts them (`EvtDevicePrepareHardware`, `EvtDeviceD0Entry`, interfaces enabled), powers them
 //! down and up, query-removes (and cancels), surprise-removes and removes them, and unloads the
 //! driver, calling the driver's callbacks in KMDF's order at `PASSIVE_LEVEL`.
@@ -29,7 +29,7 @@ enum DevicePnpState {
 }
 
 struct Registry {
-    /// DRIVER_OBJECT address -> WDFDRIVER.
+    /// `DRIVER_OBJECT` address -> WDFDRIVER.
     drivers: HashMap<usize, usize>,
     devices: HashMap<usize, DevicePnpState>,
 }
@@ -177,7 +177,7 @@ impl Driver {
     }
 }
 
-/// A device the PnP manager added.
+/// A device the `PnP` manager added.
 #[derive(Debug)]
 pub struct Device {
     handle: usize,
@@ -305,7 +305,7 @@ impl Device {
 
     /// Surprise removal: `EvtDeviceD0Exit(D3Final)`, `EvtDeviceSurpriseRemoval`,
     /// `EvtDeviceReleaseHardware`; interfaces disappear and openers are told the device is gone.
-    /// Call [`Device::remove`] afterwards, as the PnP manager does once handles are closed.
+    /// Call [`Device::remove`] afterwards, as the `PnP` manager does once handles are closed.
     pub fn surprise_remove(&self) {
         let state = state_of(self.handle);
         if state == Some(DevicePnpState::Started) {
@@ -315,8 +315,8 @@ impl Device {
         if let Some(surprise) =
             with_callbacks(self.handle, |d| d.pnp.EvtDeviceSurpriseRemoval).flatten()
         {
-            // SAFETY: the driver's callback for this device.
             call("EvtDeviceSurpriseRemoval", || {
+                // SAFETY: the driver's callback for this device.
                 unsafe { surprise(self.handle()) };
                 0
             });

@@ -179,7 +179,11 @@ impl Inner {
             // SAFETY: the output range belongs to the pending packet's sender, which keeps it
             // valid until the packet completes (below).
             unsafe {
-                core::ptr::copy_nonoverlapping(data.as_ptr(), irp.output.address as *mut u8, copied)
+                core::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    irp.output.address as *mut u8,
+                    copied,
+                );
             };
         }
         let information = information.unwrap_or(if irp.major == MajorFunction::Write {
@@ -246,7 +250,7 @@ impl DeviceNode for Node {
                     irp.input.address as *const u8,
                     input.as_mut_ptr(),
                     input.len(),
-                )
+                );
             };
         }
         let sequence = {
@@ -425,6 +429,7 @@ impl ProgrammableTarget {
     }
 
     /// Answers up to `count` held requests (oldest first) with `response`; returns how many.
+    #[must_use]
     pub fn release(&self, count: usize, response: &Response) -> usize {
         let ids: Vec<u64> = lock(&self.inner.pending)
             .iter()
@@ -444,6 +449,7 @@ impl ProgrammableTarget {
     }
 
     /// Answers every held request with `response`.
+    #[must_use]
     pub fn release_all(&self, response: &Response) -> usize {
         self.release(usize::MAX, response)
     }
@@ -484,7 +490,7 @@ impl ProgrammableTarget {
         true
     }
 
-    /// Query-remove that the PnP manager then cancels: openers get query-remove and then
+    /// Query-remove that the `PnP` manager then cancels: openers get query-remove and then
     /// remove-canceled. Returns whether every opener agreed to the query.
     #[must_use]
     pub fn query_remove_then_cancel(&self) -> bool {

@@ -126,7 +126,7 @@ impl File {
         let node = self.link.node.clone();
         let delivered = irp.clone();
         irql::run_callback(irql::PASSIVE, "user-mode I/O", move || {
-            node.dispatch(delivered)
+            node.dispatch(delivered);
         });
         Overlapped {
             irp,

@@ -219,7 +219,7 @@ unsafe extern "C" fn count_completion(
 }
 
 fn send(target: WDFIOTARGET, request: WDFREQUEST, flags: i32) -> bool {
-    unsafe {
+    let formatted = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfIoTargetFormatRequestForIoctl,
             target,
@@ -231,6 +231,7 @@ fn send(target: WDFIOTARGET, request: WDFREQUEST, flags: i32) -> bool {
             core::ptr::null_mut()
         )
     };
+    assert_eq!(formatted, STATUS_SUCCESS);
     unsafe {
         call_unsafe_wdf_function_binding!(
             WdfRequestSetCompletionRoutine,

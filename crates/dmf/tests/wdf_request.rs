@@ -269,3 +269,60 @@ fn cancel_and_stop_with_requests_in_flight() {
     driver.unload();
     session.end();
 }
+
+#[test]
+fn injected_send_failure_and_surprise_removal_of_an_opened_target() {
+    let session = Session::begin();
+    let recorder = Box::leak(Box::new(Recorder::default()));
+    let device = ProgrammableTarget::create("\\??\\DmfRequestFaults");
+    device.set_responder(|_| Response::Hold);
+    let (driver, host) = boot();
+    let target = IoTarget::create(dmf::wdf::device::Device::from_raw(host.handle()))
+        .expect("target created");
+    target
+        .open_by_name(&wide(device.symbolic_link()), RemoveCallbacks::default())
+        .expect("opened");
+    let request = Request::create(Some(&target), None).expect("request");
+    let memory = Memory::create(4, PoolType::NonPaged, None).expect("memory");
+    request
+        .format_read(&target, MemoryRange::whole(memory.handle()))
+        .unwrap();
+    request.set_completion_static(recorder);
+    wdk_sys::sim::fail_nth(
+        wdk_sys::sim::FaultPoint::Send,
+        1,
+        wdk_sys::STATUS_INSUFFICIENT_RESOURCES,
+    );
+    assert_eq!(
+        request.send(&target, Timeout::from_millis(0)),
+        Err(NtStatus::INSUFFICIENT_RESOURCES)
+    );
+    assert_eq!(device.counters().received, 0);
+    // The next send goes through and is held; the device then vanishes.
+    request.reuse(NtStatus::SUCCESS).unwrap();
+    request
+        .format_read(&target, MemoryRange::whole(memory.handle()))
+        .unwrap();
+    request.set_completion_static(recorder);
+    request.send(&target, Timeout::from_millis(0)).unwrap();
+    assert!(device.wait_held(1, Duration::from_secs(5)));
+    device.surprise_remove();
+    recorder.wait(1);
+    session.wait_idle();
+    assert_eq!(
+        recorder.count.load(Ordering::SeqCst),
+        1,
+        "the failed send never completed"
+    );
+    assert_eq!(
+        recorder.last.lock().unwrap().unwrap().0,
+        NtStatus::CANCELLED
+    );
+    assert_eq!(target.state(), IoTargetState::Closed);
+    drop(request);
+    drop(memory);
+    drop(target);
+    host.remove();
+    driver.unload();
+    session.end();
+}

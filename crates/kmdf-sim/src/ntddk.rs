@@ -49,44 +49,8 @@ pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
     unused_imports,
     reason = "areas without kernel functions export nothing"
 )]
-pub use crate::framework::collection::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::event::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::iotarget::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::request::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::sync::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::thread::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::time::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::timer::kernel::*;
-#[allow(
-    unused_imports,
-    reason = "areas without kernel functions export nothing"
-)]
-pub use crate::framework::workitem::kernel::*;
+pub use crate::framework::{
+    collection::kernel::*, device::kernel::*, event::kernel::*, io::kernel::*, iotarget::kernel::*,
+    queue::kernel::*, request::kernel::*, sync::kernel::*, thread::kernel::*, time::kernel::*,
+    timer::kernel::*, workitem::kernel::*,
+};

@@ -1287,6 +1287,9 @@ pub type PFN_WDFDRIVERCREATE = ::core::option::Option<
         Driver: *mut WDFDRIVER,
     ) -> NTSTATUS,
 >;
+pub type PFN_WDFDRIVERWDMGETDRIVEROBJECT = ::core::option::Option<
+    unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Driver: WDFDRIVER) -> PDRIVER_OBJECT,
+>;
 pub type PFN_WDFDRIVERGETREGISTRYPATH = ::core::option::Option<
     unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Driver: WDFDRIVER) -> PWSTR,
 >;

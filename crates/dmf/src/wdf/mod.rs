@@ -4,10 +4,13 @@
 //! simulation elsewhere.
 
 pub mod collection;
+pub mod device;
+pub mod driver;
 pub mod event;
 pub mod io_target;
 pub mod memory;
 pub mod object;
+pub mod queue;
 pub mod request;
 pub mod spin_lock;
 pub mod status;

@@ -3,14 +3,17 @@
 
 pub(crate) mod collection;
 pub(crate) mod debug_output;
+pub(crate) mod device;
 pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod faults;
+pub(crate) mod io;
 pub(crate) mod iotarget;
 pub(crate) mod irql;
 pub(crate) mod memory;
 pub(crate) mod object;
 pub(crate) mod pool;
+pub(crate) mod queue;
 pub(crate) mod request;
 pub(crate) mod sync;
 pub(crate) mod table;

@@ -302,6 +302,12 @@ pub(crate) fn lookup(handle: usize, kind: Option<&str>, api: &str) -> Option<Arc
     Some(object)
 }
 
+/// Finds a live object without reporting anything when it is gone (framework-internal paths
+/// that may race with deletion).
+pub(crate) fn live_object(handle: usize) -> Option<Arc<Object>> {
+    registry().live.get(&handle).cloned()
+}
+
 /// Finds a live object and its payload of type `T`.
 pub(crate) fn lookup_payload<T: Payload>(
     handle: usize,

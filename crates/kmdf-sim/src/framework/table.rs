@@ -20,6 +20,8 @@ const AREAS: &[&[Entry]] = &[
     super::collection::ENTRIES,
     super::request::ENTRIES,
     super::iotarget::ENTRIES,
+    super::device::ENTRIES,
+    super::queue::ENTRIES,
 ];
 
 /// Slots the simulation does not implement call this. Reaching it is a test-setup error, and a

@@ -11,7 +11,9 @@ use crate::types::{KIRQL, NTSTATUS};
 
 pub use crate::framework::faults::{Counters, FaultPoint};
 
+pub mod pnp;
 pub mod target;
+pub mod user;
 
 /// The verifier log.
 pub mod verifier {
@@ -48,6 +50,9 @@ impl Session {
         exec::wait_idle(IDLE_TIMEOUT);
         exec::reset();
         object::reset();
+        crate::framework::io::reset();
+        crate::framework::request::reset();
+        pnp::reset();
         pool::reset();
         faults::clear();
         faults::reset_counters();

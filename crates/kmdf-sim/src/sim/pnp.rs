@@ -1,0 +1,395 @@
+//! The simulated `PnP` manager: loads a driver (`DriverEntry`), adds devices (`EvtDriverDeviceAdd`),
+//! starts them (`EvtDevicePrepareHardware`, `EvtDeviceD0Entry`, interfaces enabled), powers them
+//! down and up, query-removes (and cancels), surprise-removes and removes them, and unloads the
+//! driver, calling the driver's callbacks in KMDF's order at `PASSIVE_LEVEL`.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use crate::framework::device::{self, DeviceInit};
+use crate::framework::io::lock;
+use crate::framework::verifier::{self, rules};
+use crate::framework::{iotarget, irql, object, request};
+use crate::types::{
+    _WDF_POWER_DEVICE_STATE as POWER, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT,
+    WDFDEVICE, WDFDRIVER,
+};
+
+pub use crate::framework::io::{GUID_DEVICE_INTERFACE_ARRIVAL, GUID_DEVICE_INTERFACE_REMOVAL};
+
+/// A driver's `DriverEntry`.
+pub type DriverEntry = unsafe extern "C" fn(PDRIVER_OBJECT, PCUNICODE_STRING) -> NTSTATUS;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DevicePnpState {
+    Added,
+    Started,
+    LowPower,
+    SurpriseRemoved,
+}
+
+struct Registry {
+    /// `DRIVER_OBJECT` address -> WDFDRIVER.
+    drivers: HashMap<usize, usize>,
+    devices: HashMap<usize, DevicePnpState>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
+    Mutex::new(Registry {
+        drivers: HashMap::new(),
+        devices: HashMap::new(),
+    })
+});
+
+pub(crate) fn driver_created(driver_object: usize, driver: usize) {
+    lock(&REGISTRY).drivers.insert(driver_object, driver);
+}
+
+pub(crate) fn is_started(device: usize) -> bool {
+    lock(&REGISTRY)
+        .devices
+        .get(&device)
+        .is_some_and(|s| *s == DevicePnpState::Started || *s == DevicePnpState::LowPower)
+}
+
+pub(crate) fn reset() {
+    let mut registry = lock(&REGISTRY);
+    registry.drivers.clear();
+    registry.devices.clear();
+}
+
+fn set_state(device: usize, state: DevicePnpState) {
+    lock(&REGISTRY).devices.insert(device, state);
+}
+
+fn state_of(device: usize) -> Option<DevicePnpState> {
+    lock(&REGISTRY).devices.get(&device).copied()
+}
+
+/// A loaded driver.
+#[derive(Debug)]
+pub struct Driver {
+    driver_object: Box<u64>,
+    handle: usize,
+}
+
+impl Driver {
+    /// Calls `DriverEntry` (which calls `WdfDriverCreate`). Fails with its status.
+    pub fn load(entry: DriverEntry) -> Result<Self, NTSTATUS> {
+        let driver_object = Box::new(0u64);
+        let address = &raw const *driver_object as usize;
+        let path: Vec<u16> = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\SimDriver"
+            .encode_utf16()
+            .collect();
+        let registry_path = crate::types::UNICODE_STRING {
+            Length: (path.len() * 2) as u16,
+            MaximumLength: (path.len() * 2) as u16,
+            Buffer: path.as_ptr().cast_mut(),
+        };
+        let status = irql::run_callback(irql::PASSIVE, "DriverEntry", || {
+            // SAFETY: the driver's entry point, called as the I/O manager does.
+            unsafe { entry(address as PDRIVER_OBJECT, &raw const registry_path) }
+        });
+        let handle = lock(&REGISTRY).drivers.get(&address).copied();
+        match handle {
+            Some(handle) if status >= 0 => Ok(Self {
+                driver_object,
+                handle,
+            }),
+            Some(handle) => {
+                if let Some(object) = object::live_object(handle) {
+                    object::delete(&object);
+                }
+                Err(status)
+            }
+            None if status < 0 => Err(status),
+            None => Err(crate::constants::STATUS_UNSUCCESSFUL),
+        }
+    }
+
+    /// The `WDFDRIVER`.
+    #[must_use]
+    pub fn handle(&self) -> WDFDRIVER {
+        object::handle_ptr(self.handle)
+    }
+
+    /// Adds a device: calls `EvtDriverDeviceAdd` with a fresh `WDFDEVICE_INIT`.
+    pub fn add_device(&self) -> Result<Device, NTSTATUS> {
+        let device_add = object::live_object(self.handle)
+            .and_then(|o| o.payload::<device::Driver>().and_then(|d| d.device_add))
+            .ok_or(crate::constants::STATUS_INVALID_DEVICE_REQUEST)?;
+        let mut init = DeviceInit::new(self.handle);
+        let init_ptr: PWDFDEVICE_INIT = (&raw mut *init).cast();
+        let status = irql::run_callback(irql::PASSIVE, "EvtDriverDeviceAdd", || {
+            // SAFETY: the driver's callback, with its driver handle and a live init.
+            unsafe { device_add(object::handle_ptr(self.handle), init_ptr) }
+        });
+        let created = init.device;
+        if status < 0 {
+            if created != 0
+                && let Some(object) = object::live_object(created)
+            {
+                object::delete(&object);
+            }
+            return Err(status);
+        }
+        if created == 0 {
+            verifier::report(
+                rules::INVALID_ARGUMENT,
+                "EvtDriverDeviceAdd",
+                "returned success without creating a device".to_string(),
+            );
+            return Err(crate::constants::STATUS_UNSUCCESSFUL);
+        }
+        set_state(created, DevicePnpState::Added);
+        Ok(Device { handle: created })
+    }
+
+    /// Unloads the driver: `EvtDriverUnload`, then the driver object and its children are deleted.
+    pub fn unload(self) {
+        let Some(object) = object::live_object(self.handle) else {
+            return;
+        };
+        let unload = object.payload::<device::Driver>().and_then(|d| d.unload);
+        if let Some(unload) = unload {
+            irql::run_callback(irql::PASSIVE, "EvtDriverUnload", || {
+                // SAFETY: the driver's callback with its own handle.
+                unsafe { unload(object::handle_ptr(self.handle)) }
+            });
+        }
+        for child in object::live_objects() {
+            if child.kind == request::KIND && child.parent() == self.handle && !child.is_deleting()
+            {
+                verifier::report(
+                    rules::IO_ALIVE_AT_REMOVE,
+                    &*child,
+                    "a driver-created request was never deleted".to_string(),
+                );
+            }
+        }
+        object::delete(&object);
+        if object::default_parent() == self.handle {
+            object::set_default_parent(0);
+        }
+        lock(&REGISTRY)
+            .drivers
+            .remove(&(&raw const *self.driver_object as usize));
+    }
+}
+
+/// A device the `PnP` manager added.
+#[derive(Debug)]
+pub struct Device {
+    handle: usize,
+}
+
+fn with_callbacks<R>(device: usize, f: impl FnOnce(&device::Device) -> R) -> Option<R> {
+    object::live_object(device).and_then(|o| o.payload::<device::Device>().map(f))
+}
+
+fn call(name: &str, f: impl FnOnce() -> NTSTATUS) -> NTSTATUS {
+    irql::run_callback(irql::PASSIVE, name, f)
+}
+
+impl Device {
+    /// The `WDFDEVICE`.
+    #[must_use]
+    pub fn handle(&self) -> WDFDEVICE {
+        object::handle_ptr(self.handle)
+    }
+
+    /// Symbolic link names of the device's interfaces and links.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        with_callbacks(self.handle, device::names).unwrap_or_default()
+    }
+
+    /// Starts the device: `EvtDevicePrepareHardware`, `EvtDeviceD0Entry(D3Final)`, then its
+    /// interfaces are enabled (arrival notifications). On a failure the device is not started.
+    pub fn start(&self) -> Result<(), NTSTATUS> {
+        let handle = self.handle;
+        let pnp =
+            with_callbacks(handle, |d| d.pnp).ok_or(crate::constants::STATUS_NO_SUCH_DEVICE)?;
+        if let Some(prepare) = pnp.EvtDevicePrepareHardware {
+            // SAFETY: the driver's callback for this device (no resources are simulated).
+            let status = call("EvtDevicePrepareHardware", || unsafe {
+                prepare(self.handle(), core::ptr::null_mut(), core::ptr::null_mut())
+            });
+            if status < 0 {
+                return Err(status);
+            }
+        }
+        self.d0_entry(POWER::WdfPowerDeviceD3Final)?;
+        crate::framework::queue::device_powered(handle, true);
+        set_state(handle, DevicePnpState::Started);
+        with_callbacks(handle, device::enable_interfaces);
+        Ok(())
+    }
+
+    fn d0_entry(&self, previous: crate::types::WDF_POWER_DEVICE_STATE) -> Result<(), NTSTATUS> {
+        let pnp = with_callbacks(self.handle, |d| d.pnp)
+            .ok_or(crate::constants::STATUS_NO_SUCH_DEVICE)?;
+        if let Some(entry) = pnp.EvtDeviceD0Entry {
+            // SAFETY: the driver's callback for this device.
+            let status = call("EvtDeviceD0Entry", || unsafe {
+                entry(self.handle(), previous)
+            });
+            if status < 0 {
+                return Err(status);
+            }
+        }
+        Ok(())
+    }
+
+    fn d0_exit(&self, target: crate::types::WDF_POWER_DEVICE_STATE) {
+        crate::framework::queue::device_powered(self.handle, false);
+        if let Some(exit) = with_callbacks(self.handle, |d| d.pnp.EvtDeviceD0Exit).flatten() {
+            // SAFETY: the driver's callback for this device.
+            call("EvtDeviceD0Exit", || unsafe { exit(self.handle(), target) });
+        }
+    }
+
+    /// Powers the device down (`EvtDeviceD0Exit(D3)`).
+    pub fn power_down(&self) {
+        if state_of(self.handle) == Some(DevicePnpState::Started) {
+            self.d0_exit(POWER::WdfPowerDeviceD3);
+            set_state(self.handle, DevicePnpState::LowPower);
+        }
+    }
+
+    /// Powers the device up (`EvtDeviceD0Entry(D3)`).
+    pub fn power_up(&self) -> Result<(), NTSTATUS> {
+        if state_of(self.handle) == Some(DevicePnpState::LowPower) {
+            self.d0_entry(POWER::WdfPowerDeviceD3)?;
+            crate::framework::queue::device_powered(self.handle, true);
+            set_state(self.handle, DevicePnpState::Started);
+        }
+        Ok(())
+    }
+
+    /// Query-remove: the driver's `EvtDeviceQueryRemove`, then every I/O target that has the
+    /// device open. True if nobody vetoed; on a veto, the removal is cancelled.
+    #[must_use]
+    pub fn query_remove(&self) -> bool {
+        if let Some(query) = with_callbacks(self.handle, |d| d.pnp.EvtDeviceQueryRemove).flatten() {
+            // SAFETY: the driver's callback for this device.
+            if call("EvtDeviceQueryRemove", || unsafe { query(self.handle()) }) < 0 {
+                return false;
+            }
+        }
+        let names = self.names();
+        for (index, name) in names.iter().enumerate() {
+            let Some(link) = crate::framework::io::find(name) else {
+                continue;
+            };
+            if !link.query_remove() {
+                for earlier in &names[..index] {
+                    if let Some(link) = crate::framework::io::find(earlier) {
+                        link.remove_canceled();
+                    }
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Cancels a removal that `query_remove` agreed to.
+    pub fn cancel_remove(&self) {
+        for name in self.names() {
+            if let Some(link) = crate::framework::io::find(&name) {
+                link.remove_canceled();
+            }
+        }
+    }
+
+    /// Surprise removal: `EvtDeviceD0Exit(D3Final)`, `EvtDeviceSurpriseRemoval`,
+    /// `EvtDeviceReleaseHardware`; interfaces disappear and openers are told the device is gone.
+    /// Call [`Device::remove`] afterwards, as the `PnP` manager does once handles are closed.
+    pub fn surprise_remove(&self) {
+        let state = state_of(self.handle);
+        if state == Some(DevicePnpState::Started) {
+            self.d0_exit(POWER::WdfPowerDeviceD3Final);
+        }
+        crate::framework::queue::purge_device(self.handle);
+        if let Some(surprise) =
+            with_callbacks(self.handle, |d| d.pnp.EvtDeviceSurpriseRemoval).flatten()
+        {
+            call("EvtDeviceSurpriseRemoval", || {
+                // SAFETY: the driver's callback for this device.
+                unsafe { surprise(self.handle()) };
+                0
+            });
+        }
+        if matches!(
+            state,
+            Some(DevicePnpState::Started | DevicePnpState::LowPower)
+        ) {
+            self.release_hardware();
+        }
+        with_callbacks(self.handle, device::withdraw_names);
+        set_state(self.handle, DevicePnpState::SurpriseRemoved);
+    }
+
+    fn release_hardware(&self) {
+        if let Some(release) =
+            with_callbacks(self.handle, |d| d.pnp.EvtDeviceReleaseHardware).flatten()
+        {
+            // SAFETY: the driver's callback for this device.
+            call("EvtDeviceReleaseHardware", || unsafe {
+                release(self.handle(), core::ptr::null_mut())
+            });
+        }
+    }
+
+    /// Removes the device: `EvtDeviceD0Exit(D3Final)` and `EvtDeviceReleaseHardware` if it is
+    /// started, interfaces disappear, then the device and its children are deleted. Requests or
+    /// targets still in flight are reported.
+    pub fn remove(self) {
+        let state = state_of(self.handle);
+        match state {
+            Some(DevicePnpState::Started) => {
+                self.d0_exit(POWER::WdfPowerDeviceD3Final);
+                self.release_hardware();
+            }
+            Some(DevicePnpState::LowPower) => self.release_hardware(),
+            _ => {}
+        }
+        if state != Some(DevicePnpState::SurpriseRemoved) {
+            with_callbacks(self.handle, device::withdraw_names);
+        }
+        crate::framework::queue::purge_device(self.handle);
+        for object in object::live_objects() {
+            if object.kind == request::KIND {
+                let sent = object
+                    .payload::<request::Request>()
+                    .is_some_and(|r| lock(&r.state).owner == request::Owner::Target);
+                if sent {
+                    verifier::report(
+                        rules::IO_ALIVE_AT_REMOVE,
+                        &*object,
+                        "still pending at an I/O target when its device was removed".to_string(),
+                    );
+                }
+            }
+            if object.kind == iotarget::KIND
+                && let Some(target) = object.payload::<iotarget::Target>()
+                && target.device == self.handle
+                && target.in_flight() > 0
+            {
+                verifier::report(
+                    rules::IO_ALIVE_AT_REMOVE,
+                    &*object,
+                    format!(
+                        "{} request(s) in flight when its device was removed",
+                        target.in_flight()
+                    ),
+                );
+            }
+        }
+        if let Some(object) = object::live_object(self.handle) {
+            object::delete(&object);
+        }
+        lock(&REGISTRY).devices.remove(&self.handle);
+    }
+}

@@ -410,8 +410,9 @@ fn pnp_callbacks_run_in_kmdf_order_and_interfaces_notify_listeners() {
         "D0Exit(4)",
         "D0Entry(4)",
         "QueryRemove",
-        "D0Exit(5)",
+        // KMDF's surprise-removal sequence calls EvtDeviceSurpriseRemoval first.
         "SurpriseRemoval",
+        "D0Exit(5)",
         "ReleaseHardware",
         "Unload",
     ];

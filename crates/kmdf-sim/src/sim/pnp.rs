@@ -303,15 +303,12 @@ impl Device {
         }
     }
 
-    /// Surprise removal: `EvtDeviceD0Exit(D3Final)`, `EvtDeviceSurpriseRemoval`,
-    /// `EvtDeviceReleaseHardware`; interfaces disappear and openers are told the device is gone.
-    /// Call [`Device::remove`] afterwards, as the `PnP` manager does once handles are closed.
+    /// Surprise removal, in KMDF's order: `EvtDeviceSurpriseRemoval` first, then (if the
+    /// device was working) `EvtDeviceD0Exit(D3Final)`, then `EvtDeviceReleaseHardware`;
+    /// interfaces disappear and openers are told the device is gone. Call [`Device::remove`]
+    /// afterwards, as the `PnP` manager does once handles are closed.
     pub fn surprise_remove(&self) {
         let state = state_of(self.handle);
-        if state == Some(DevicePnpState::Started) {
-            self.d0_exit(POWER::WdfPowerDeviceD3Final);
-        }
-        crate::framework::queue::purge_device(self.handle);
         if let Some(surprise) =
             with_callbacks(self.handle, |d| d.pnp.EvtDeviceSurpriseRemoval).flatten()
         {
@@ -321,6 +318,10 @@ impl Device {
                 0
             });
         }
+        if state == Some(DevicePnpState::Started) {
+            self.d0_exit(POWER::WdfPowerDeviceD3Final);
+        }
+        crate::framework::queue::purge_device(self.handle);
         if matches!(
             state,
             Some(DevicePnpState::Started | DevicePnpState::LowPower)

@@ -820,3 +820,70 @@ fn verifier_completing_a_request_sent_to_a_target() {
     driver.unload();
     session.end();
 }
+
+static PURGED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn purge_done(_queue: WDFQUEUE, context: WDFCONTEXT) {
+    PURGED.store(context as usize, Ordering::SeqCst);
+}
+
+fn default_queue(device: WDFDEVICE) -> WDFQUEUE {
+    unsafe { call_unsafe_wdf_function_binding!(WdfDeviceGetDefaultQueue, device) }
+}
+
+#[test]
+fn a_stopped_queue_holds_requests_until_started_and_async_purge_reports_completion() {
+    let session = Session::begin();
+    reset();
+    let driver = Driver::load(driver_entry).unwrap();
+    let device = driver.add_device().unwrap();
+    device.start().unwrap();
+    let file = File::open_interface(&CLASS).unwrap();
+    let queue = default_queue(device.handle());
+
+    // Stopped: a new request is queued, not presented to the driver.
+    unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueStopSynchronously, queue) };
+    let echo = file.device_io_control_overlapped(IOCTL_ECHO, b"held", 4);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!echo.is_complete(), "a stopped queue does not dispatch");
+    let (mut waiting, mut owned) = (0u32, 0u32);
+    let _ = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueGetState,
+            queue,
+            &raw mut waiting,
+            &raw mut owned
+        )
+    };
+    assert_eq!((waiting, owned), (1, 0));
+
+    // Started: the queued request is presented and completes with its data.
+    unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueStart, queue) };
+    assert_eq!(echo.wait(Duration::from_secs(5)), Some((STATUS_SUCCESS, 4)));
+    assert_eq!(echo.output(), b"held");
+
+    // Asynchronous purge of the manual queue: its pending request is cancelled and the
+    // completion callback runs with the context it was given.
+    let read = file.read_overlapped(4);
+    let manual = MANUAL.load(Ordering::SeqCst) as WDFQUEUE;
+    PURGED.store(0, Ordering::SeqCst);
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueuePurge,
+            manual,
+            Some(purge_done),
+            0x5eed as WDFCONTEXT
+        );
+    };
+    assert_eq!(
+        read.wait(Duration::from_secs(5)),
+        Some((STATUS_CANCELLED, 0))
+    );
+    session.wait_idle();
+    assert_eq!(PURGED.load(Ordering::SeqCst), 0x5eed);
+    unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueStart, manual) };
+    drop(file);
+    device.remove();
+    driver.unload();
+    session.end();
+}

@@ -122,10 +122,6 @@ impl SingleShared {
             .map(|handle| IoTarget::borrowed(handle as WDFIOTARGET))
     }
 
-    pub(crate) fn has_target(&self) -> bool {
-        self.state.lock().target.is_some()
-    }
-
     /// Stores the target; `INVALID_DEVICE_STATE` if one is set already.
     pub(crate) fn set_target(&self, target: &IoTarget) -> Result<(), NtStatus> {
         let mut state = self.state.lock();

@@ -503,7 +503,7 @@ impl ContinuousRequestTargetNode {
 
     /// Starts streaming (`DMF_ContinuousRequestTarget_Start`): sends every idle streaming
     /// request. `STATUS_DEVICE_NOT_CONNECTED` without a target; a send failure stops streaming
-    /// and is returned.
+    /// and is returned (`STATUS_CANCELLED` when a concurrent `stop` interrupted the start).
     pub fn start(&self) -> Result<(), NtStatus> {
         let _reference = self.core.reference()?;
         self.stream.start()

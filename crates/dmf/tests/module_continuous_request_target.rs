@@ -83,21 +83,39 @@ fn manual_streaming_moves_data_and_stop_and_wait_brings_everything_back() {
         ModuleAttributes::new(),
     )
     .unwrap();
-    assert_eq!(crt.start(), Err(NtStatus::DEVICE_NOT_CONNECTED), "no target yet");
+    assert_eq!(
+        crt.start(),
+        Err(NtStatus::DEVICE_NOT_CONNECTED),
+        "no target yet"
+    );
     crt.io_target_set(&target).unwrap();
     assert!(!crt.is_streaming(), "manual mode: set does not start");
     crt.start().unwrap();
     assert_eq!(crt.live_streams(), 3);
-    common::wait_until("100 completions", || seen.callbacks.load(Ordering::SeqCst) >= 100);
+    common::wait_until("100 completions", || {
+        seen.callbacks.load(Ordering::SeqCst) >= 100
+    });
     crt.stop_and_wait();
     seen.stopped.store(true, Ordering::SeqCst);
     assert_eq!(crt.live_streams(), 0);
-    assert_eq!(crt.output_buffers_free(), Some(6), "every output buffer is back");
-    assert_eq!(crt.input_buffers_free(), Some(3), "every input buffer is back");
+    assert_eq!(
+        crt.output_buffers_free(),
+        Some(6),
+        "every output buffer is back"
+    );
+    assert_eq!(
+        crt.input_buffers_free(),
+        Some(3),
+        "every input buffer is back"
+    );
     assert_eq!(crt.core_references(), 0, "no send holds a reference");
     let callbacks = seen.callbacks.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(seen.callbacks.load(Ordering::SeqCst), callbacks, "no callback after stop_and_wait");
+    assert_eq!(
+        seen.callbacks.load(Ordering::SeqCst),
+        callbacks,
+        "no callback after stop_and_wait"
+    );
     assert_eq!(seen.after_stop.load(Ordering::SeqCst), 0);
     // The data is what the input callback wrote: distinct sequence numbers.
     let data = seen.data.lock().unwrap().clone();
@@ -111,11 +129,16 @@ fn manual_streaming_moves_data_and_stop_and_wait_brings_everything_back() {
     numbers.dedup();
     assert_eq!(numbers.len(), total, "each request carried fresh input");
     let received = device.counters().received as usize;
-    assert!(received >= callbacks, "every callback is one request the target answered");
+    assert!(
+        received >= callbacks,
+        "every callback is one request the target answered"
+    );
     // Restart works after a stop.
     seen.stopped.store(false, Ordering::SeqCst);
     crt.start().unwrap();
-    common::wait_until("more completions", || seen.callbacks.load(Ordering::SeqCst) >= callbacks + 10);
+    common::wait_until("more completions", || {
+        seen.callbacks.load(Ordering::SeqCst) >= callbacks + 10
+    });
     crt.stop(); // non-waiting
     crt.stop_and_wait();
     assert_eq!(crt.live_streams(), 0);
@@ -137,11 +160,14 @@ fn automatic_mode_streams_between_set_and_clear() {
     let seen = Arc::new(Seen::default());
     let mut cfg = config(&seen, 2);
     cfg.mode = Mode::Automatic;
-    let crt = ContinuousRequestTarget::create(common::parent(&host), cfg, ModuleAttributes::passive())
-        .unwrap();
+    let crt =
+        ContinuousRequestTarget::create(common::parent(&host), cfg, ModuleAttributes::passive())
+            .unwrap();
     crt.io_target_set(&target).unwrap();
     assert!(crt.is_streaming(), "automatic: set starts streaming");
-    common::wait_until("completions", || seen.callbacks.load(Ordering::SeqCst) >= 20);
+    common::wait_until("completions", || {
+        seen.callbacks.load(Ordering::SeqCst) >= 20
+    });
     crt.io_target_clear();
     seen.stopped.store(true, Ordering::SeqCst);
     assert!(!crt.is_streaming(), "automatic: clear stopped and waited");
@@ -282,7 +308,11 @@ fn failing_target_ends_streams_by_default_and_continues_when_told() {
     crt.io_target_set(&target).unwrap();
     crt.start().unwrap();
     common::wait_until("streams end", || crt.live_streams() == 0);
-    assert_eq!(device.counters().reads, 3, "each stream failed once and ended");
+    assert_eq!(
+        device.counters().reads,
+        3,
+        "each stream failed once and ended"
+    );
     assert_eq!(crt.output_buffers_free(), Some(3));
     crt.io_target_clear();
     drop(crt);
@@ -308,10 +338,21 @@ fn failing_target_ends_streams_by_default_and_continues_when_told() {
     common::wait_until("failures", || seen.callbacks.load(Ordering::SeqCst) >= 10);
     fail.store(false, Ordering::SeqCst);
     common::wait_until("successes", || {
-        seen.statuses.lock().unwrap().iter().filter(|s| s.is_success()).count() >= 10
+        seen.statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.is_success())
+            .count()
+            >= 10
     });
     assert_eq!(crt.live_streams(), 2);
-    assert!(seen.statuses.lock().unwrap().contains(&NtStatus::DEVICE_BUSY));
+    assert!(
+        seen.statuses
+            .lock()
+            .unwrap()
+            .contains(&NtStatus::DEVICE_BUSY)
+    );
     crt.stop_and_wait();
     crt.io_target_clear();
     drop(crt);
@@ -338,19 +379,31 @@ fn surprise_removal_mid_stream_ends_every_stream() {
     crt.io_target_set(&target).unwrap();
     crt.start().unwrap();
     assert!(device.wait_held(4, Duration::from_secs(5)));
-    assert_eq!(crt.core_references(), 4, "each streaming send holds a reference");
+    assert_eq!(
+        crt.core_references(),
+        4,
+        "each streaming send holds a reference"
+    );
     device.surprise_remove();
     common::wait_until("streams end", || crt.live_streams() == 0);
     assert_eq!(seen.callbacks.load(Ordering::SeqCst), 4);
-    assert!(seen.statuses.lock().unwrap().iter().all(|s| *s == NtStatus::CANCELLED));
+    assert!(
+        seen.statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| *s == NtStatus::CANCELLED)
+    );
     assert_eq!(crt.output_buffers_free(), Some(8));
     assert_eq!(crt.input_buffers_free(), Some(4));
     assert_eq!(crt.core_references(), 0);
     // Restarting against the vanished device fails cleanly.
-    assert!(crt.start().is_err() || {
-        common::wait_until("streams end again", || crt.live_streams() == 0);
-        true
-    });
+    assert!(
+        crt.start().is_err() || {
+            common::wait_until("streams end again", || crt.live_streams() == 0);
+            true
+        }
+    );
     crt.stop_and_wait();
     crt.io_target_clear();
     drop(crt);
@@ -385,7 +438,10 @@ fn single_requests_on_the_streaming_module() {
         Err(NtStatus::DEVICE_NOT_CONNECTED)
     );
     crt.io_target_set(&target).unwrap();
-    assert_eq!(crt.send_synchronously(&[], &mut out, RequestType::Ioctl, 2, 0), Ok(3));
+    assert_eq!(
+        crt.send_synchronously(&[], &mut out, RequestType::Ioctl, 2, 0),
+        Ok(3)
+    );
     assert_eq!(&out[..3], &[1, 2, 3]);
     assert_eq!(
         crt.send_synchronously(&[], &mut out, RequestType::Ioctl, 1, 10),
@@ -405,7 +461,10 @@ fn single_requests_on_the_streaming_module() {
         .unwrap();
     assert!(device.wait_held(1, Duration::from_secs(5)));
     assert!(crt.cancel(token));
-    assert_eq!(receiver.recv_timeout(Duration::from_secs(5)).unwrap(), NtStatus::CANCELLED);
+    assert_eq!(
+        receiver.recv_timeout(Duration::from_secs(5)).unwrap(),
+        NtStatus::CANCELLED
+    );
     assert!(!crt.cancel(token));
     crt.send(&[1], 4, RequestType::Ioctl, 2, 0, None).unwrap();
     drop(crt);
@@ -431,7 +490,9 @@ fn configuration_errors_are_typed() {
             },
             ModuleAttributes::new()
         ),
-        Some(ModuleError::Config(ConfigError::PagedPoolRequiresPassiveLevel))
+        Some(ModuleError::Config(
+            ConfigError::PagedPoolRequiresPassiveLevel
+        ))
     );
     assert!(
         create(
@@ -466,7 +527,9 @@ fn configuration_errors_are_typed() {
             },
             ModuleAttributes::new()
         ),
-        Some(ModuleError::Config(ConfigError::BufferRequiredForRequestType))
+        Some(ModuleError::Config(
+            ConfigError::BufferRequiredForRequestType
+        ))
     );
     assert_eq!(
         create(
@@ -476,7 +539,9 @@ fn configuration_errors_are_typed() {
             },
             ModuleAttributes::new()
         ),
-        Some(ModuleError::Config(ConfigError::DynamicModuleWithPnpCallbacks))
+        Some(ModuleError::Config(
+            ConfigError::DynamicModuleWithPnpCallbacks
+        ))
     );
     drop(parent_object);
     session.end();
@@ -510,10 +575,18 @@ fn d0_exit_stops_and_purges_d0_entry_restarts_target_then_streaming() {
     let before = seen.callbacks.load(Ordering::SeqCst);
     modules.d0_entry(PowerState::D3).unwrap();
     assert_eq!(target.state(), dmf::wdf::io_target::IoTargetState::Started);
-    assert_eq!(crt.live_streams(), 2, "streaming resumed on the restarted target");
-    common::wait_until("streaming again", || seen.callbacks.load(Ordering::SeqCst) >= before + 10);
+    assert_eq!(
+        crt.live_streams(),
+        2,
+        "streaming resumed on the restarted target"
+    );
+    common::wait_until("streaming again", || {
+        seen.callbacks.load(Ordering::SeqCst) >= before + 10
+    });
     assert!(
-        seen.statuses.lock().unwrap()[before..].iter().all(|s| s.is_success()),
+        seen.statuses.lock().unwrap()[before..]
+            .iter()
+            .all(|s| s.is_success()),
         "no send hit the purged target"
     );
     crt.stop_and_wait();

@@ -15,7 +15,10 @@ use dmf::wdf::NtStatus;
 use wdk_sys::sim::target::{ProgrammableTarget, Response};
 use wdk_sys::sim::{FaultPoint, Session};
 
-fn config(callbacks: &Arc<AtomicUsize>, inputs: &Arc<AtomicUsize>) -> ContinuousRequestTargetConfig {
+fn config(
+    callbacks: &Arc<AtomicUsize>,
+    inputs: &Arc<AtomicUsize>,
+) -> ContinuousRequestTargetConfig {
     let callbacks = Arc::clone(callbacks);
     let inputs = Arc::clone(inputs);
     ContinuousRequestTargetConfig {
@@ -42,17 +45,29 @@ fn config(callbacks: &Arc<AtomicUsize>, inputs: &Arc<AtomicUsize>) -> Continuous
 
 fn stress(passive: bool) {
     let session = Session::begin();
-    let device = ProgrammableTarget::create(if passive { "\\??\\CrtStressP" } else { "\\??\\CrtStress" });
+    let device = ProgrammableTarget::create(if passive {
+        "\\??\\CrtStressP"
+    } else {
+        "\\??\\CrtStress"
+    });
     device.set_responder(|r| Response::data(&r.input));
     let (driver, host) = common::boot();
     let target = common::open_target(&host, device.symbolic_link());
     let live_before = wdk_sys::sim::counters().live_objects;
     let callbacks = Arc::new(AtomicUsize::new(0));
     let inputs = Arc::new(AtomicUsize::new(0));
-    let attributes = if passive { ModuleAttributes::passive() } else { ModuleAttributes::new() };
+    let attributes = if passive {
+        ModuleAttributes::passive()
+    } else {
+        ModuleAttributes::new()
+    };
     let crt = Arc::new(
-        ContinuousRequestTarget::create(common::parent(&host), config(&callbacks, &inputs), attributes)
-            .unwrap(),
+        ContinuousRequestTarget::create(
+            common::parent(&host),
+            config(&callbacks, &inputs),
+            attributes,
+        )
+        .unwrap(),
     );
     crt.io_target_set(&target).unwrap();
     let workers: Vec<_> = (0..2)
@@ -80,9 +95,21 @@ fn stress(passive: bool) {
     }
     crt.stop_and_wait();
     assert_eq!(crt.live_streams(), 0);
-    assert_eq!(crt.core_references(), 0, "every send's reference was released");
-    assert_eq!(crt.output_buffers_free(), Some(8), "every output buffer is back");
-    assert_eq!(crt.input_buffers_free(), Some(4), "every input buffer is back");
+    assert_eq!(
+        crt.core_references(),
+        0,
+        "every send's reference was released"
+    );
+    assert_eq!(
+        crt.output_buffers_free(),
+        Some(8),
+        "every output buffer is back"
+    );
+    assert_eq!(
+        crt.input_buffers_free(),
+        Some(4),
+        "every input buffer is back"
+    );
     session.wait_idle();
     let counters = device.counters();
     assert_eq!(device.pending(), 0);
@@ -99,7 +126,11 @@ fn stress(passive: bool) {
     assert!(callbacks.load(Ordering::SeqCst) <= counters.received as usize);
     crt.io_target_clear();
     drop(crt);
-    assert_eq!(wdk_sys::sim::counters().live_objects, live_before, "nothing leaked");
+    assert_eq!(
+        wdk_sys::sim::counters().live_objects,
+        live_before,
+        "nothing leaked"
+    );
     drop(target);
     host.remove();
     driver.unload();
@@ -180,7 +211,11 @@ fn request_target_sends_survive_fault_injection() {
     module.io_target_set(&target).unwrap();
     let live_before = wdk_sys::sim::counters().live_objects;
     for nth in 1..6 {
-        wdk_sys::sim::fail_nth(FaultPoint::ObjectCreation, nth, NtStatus::INSUFFICIENT_RESOURCES.raw());
+        wdk_sys::sim::fail_nth(
+            FaultPoint::ObjectCreation,
+            nth,
+            NtStatus::INSUFFICIENT_RESOURCES.raw(),
+        );
         let mut out = [0u8; 4];
         let result = module.send_synchronously(&[1, 2], &mut out, RequestType::Ioctl, 5, 0);
         wdk_sys::sim::clear_faults();

@@ -64,7 +64,14 @@ fn async_sends_deliver_data_status_and_level() {
     let (make, receiver) = recorder();
 
     module
-        .send(&[1, 2, 3], 8, RequestType::Ioctl, 0x22_2004, 0, Some(make()))
+        .send(
+            &[1, 2, 3],
+            8,
+            RequestType::Ioctl,
+            0x22_2004,
+            0,
+            Some(make()),
+        )
         .unwrap();
     let (status, input, output, information, irql) = next(&receiver);
     assert_eq!(status, NtStatus::SUCCESS);
@@ -75,10 +82,21 @@ fn async_sends_deliver_data_status_and_level() {
     assert_eq!(device.last_received().unwrap().ioctl, 0x22_2004);
 
     module
-        .send_ex(&[], 4, RequestType::Read, 0, 0, CompletionOption::Passive, Some(make()))
+        .send_ex(
+            &[],
+            4,
+            RequestType::Read,
+            0,
+            0,
+            CompletionOption::Passive,
+            Some(make()),
+        )
         .unwrap();
     let (status, input, output, _, irql) = next(&receiver);
-    assert_eq!((status, input, output), (NtStatus::SUCCESS, vec![], vec![9; 4]));
+    assert_eq!(
+        (status, input, output),
+        (NtStatus::SUCCESS, vec![], vec![9; 4])
+    );
     assert_eq!(irql, wdk_sys::PASSIVE_LEVEL as u8, "passive completion");
 
     module
@@ -92,7 +110,9 @@ fn async_sends_deliver_data_status_and_level() {
     module
         .send(&[1], 4, RequestType::InternalIoctl, 7, 0, None)
         .unwrap();
-    common::wait_until("the internal IOCTL", || device.counters().internal_ioctls == 1);
+    common::wait_until("the internal IOCTL", || {
+        device.counters().internal_ioctls == 1
+    });
     common::wait_until("no request out", || module.pending_requests() == 0);
     assert_eq!(device.counters().received, 4);
 
@@ -115,10 +135,26 @@ fn cancel_tokens_and_timeouts() {
     let (make, receiver) = recorder();
 
     let first = module
-        .send_ex(&[1], 4, RequestType::Ioctl, 1, 0, CompletionOption::Dispatch, Some(make()))
+        .send_ex(
+            &[1],
+            4,
+            RequestType::Ioctl,
+            1,
+            0,
+            CompletionOption::Dispatch,
+            Some(make()),
+        )
         .unwrap();
     let second = module
-        .send_ex(&[2], 4, RequestType::Ioctl, 1, 0, CompletionOption::Passive, Some(make()))
+        .send_ex(
+            &[2],
+            4,
+            RequestType::Ioctl,
+            1,
+            0,
+            CompletionOption::Passive,
+            Some(make()),
+        )
         .unwrap();
     assert_ne!(first, second, "tokens are unique");
     assert!(device.wait_held(2, Duration::from_secs(5)));
@@ -130,7 +166,10 @@ fn cancel_tokens_and_timeouts() {
     assert_eq!(device.release(1, &Response::data(&[7, 7])), 1);
     let (status, _, output, ..) = next(&receiver);
     assert_eq!((status, output), (NtStatus::SUCCESS, vec![7, 7]));
-    assert!(!module.cancel(second), "completed normally: nothing to cancel");
+    assert!(
+        !module.cancel(second),
+        "completed normally: nothing to cancel"
+    );
 
     // A timeout completes with STATUS_IO_TIMEOUT, through the callback, once.
     module
@@ -222,13 +261,21 @@ fn close_cancels_requests_out_and_later_calls_fail() {
             .unwrap();
     }
     assert!(device.wait_held(3, Duration::from_secs(5)));
-    assert_eq!(module.core().references_held(), 3, "each send holds a reference");
+    assert_eq!(
+        module.core().references_held(),
+        3,
+        "each send holds a reference"
+    );
     drop(module); // close cancels them and waits for their callbacks
     let mut statuses: Vec<_> = (0..3).map(|_| next(&receiver)).collect();
     statuses.dedup_by_key(|o| o.0);
     assert_eq!(statuses.len(), 1);
     assert_eq!(statuses[0].0, NtStatus::CANCELLED);
-    assert_eq!(statuses[0].4, wdk_sys::PASSIVE_LEVEL as u8, "passive module");
+    assert_eq!(
+        statuses[0].4,
+        wdk_sys::PASSIVE_LEVEL as u8,
+        "passive module"
+    );
     drop(target);
     host.remove();
     driver.unload();

@@ -127,14 +127,12 @@ use alloc::sync::Arc;
 
 use wdk_sys::WDFOBJECT;
 
+use super::buffer_pool::{BufferPool, BufferPoolConfig, PoolBuffer, SourceSettings};
+use super::request_target::single::SingleShared;
 pub use super::request_target::{
     CompletionOption, DmfRequest, RequestType, SendCompletion, SendResult,
 };
-use super::buffer_pool::{BufferPool, BufferPoolConfig, PoolBuffer, SourceSettings};
-use super::request_target::single::SingleShared;
-use crate::core::{
-    Module, ModuleAttributes, ModuleCore, ModuleNode, OpenOption, PowerState,
-};
+use crate::core::{Module, ModuleAttributes, ModuleCore, ModuleNode, OpenOption, PowerState};
 use crate::error::{ConfigError, ModuleError};
 use crate::wdf::io_target::IoTarget;
 use crate::wdf::{NtStatus, PoolType};

@@ -24,12 +24,12 @@ use crate::core::{HeldReference, ReferenceSource};
 use crate::modules::buffer_pool::{BufferPool, PoolBuffer};
 use crate::modules::request_target::RequestType;
 use crate::modules::request_target::single::NO_TARGET;
+use crate::wdf::NtStatus;
 use crate::wdf::event::{Event, EventKind};
 use crate::wdf::io_target::IoTarget;
 use crate::wdf::request::{Completion, MemoryRange, Request, SharedCompletion, Timeout};
 use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::work_item::WorkItem;
-use crate::wdf::NtStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -218,10 +218,7 @@ impl StreamShared {
             let mut state = self.state.lock();
             state.target = None;
             state.slots.clear();
-            (
-                core::mem::take(&mut state.requests),
-                state.work_item.take(),
-            )
+            (core::mem::take(&mut state.requests), state.work_item.take())
         };
         drop(requests);
         drop(item);
@@ -313,17 +310,26 @@ impl StreamShared {
         };
         if resend {
             // Ends the stream itself if the module is stopping, closing or out of buffers.
-            let _ = self.send_slot(slot);
+            let _ = self.send_slot(slot, reference);
         } else {
+            // Released before the stream counts as ended: a waiter that sees it ended sees no
+            // reference left behind.
+            drop(reference);
             self.end_stream(index);
         }
-        drop(reference);
     }
 
-    /// Sends one slot's request with fresh buffers; on failure its stream ends.
-    fn send_slot(&self, slot: &Arc<StreamSlot>) -> Result<(), NtStatus> {
+    /// Sends one slot's request with fresh buffers; on failure its stream ends. `previous` is
+    /// the reference of the send that just completed, released once the new one is taken.
+    fn send_slot(
+        &self,
+        slot: &Arc<StreamSlot>,
+        previous: Option<HeldReference>,
+    ) -> Result<(), NtStatus> {
         let index = slot.index;
-        let reference = match self.references.acquire() {
+        let acquired = self.references.acquire();
+        drop(previous);
+        let reference = match acquired {
             Ok(reference) => reference,
             Err(status) => {
                 self.end_stream(index);
@@ -349,6 +355,7 @@ impl StreamShared {
         let (target, seq) = match reserved {
             Ok(reserved) => reserved,
             Err(status) => {
+                drop(reference);
                 self.end_stream(index);
                 return Err(status);
             }
@@ -432,7 +439,8 @@ impl StreamShared {
             s.output = output;
             s.reference = Some(reference);
         }
-        if let Err(status) = request.send_shared(target, Timeout::from_millis(0), Arc::clone(slot)) {
+        if let Err(status) = request.send_shared(target, Timeout::from_millis(0), Arc::clone(slot))
+        {
             let (input, output, reference) = {
                 let mut state = self.state.lock();
                 let s = &mut state.slots[slot.index];
@@ -484,7 +492,7 @@ impl StreamShared {
                 self.end_stream(index);
                 continue;
             }
-            if let Err(status) = self.send_slot(&slot) {
+            if let Err(status) = self.send_slot(&slot, None) {
                 result = Err(status);
             }
         }

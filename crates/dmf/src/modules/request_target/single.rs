@@ -65,7 +65,10 @@ pub(crate) struct SingleShared {
 }
 
 impl SingleShared {
-    pub(crate) fn new(references: ReferenceSource, parent: WDFOBJECT) -> Result<Arc<Self>, NtStatus> {
+    pub(crate) fn new(
+        references: ReferenceSource,
+        parent: WDFOBJECT,
+    ) -> Result<Arc<Self>, NtStatus> {
         Ok(Arc::new(Self {
             state: SpinLock::create(SingleState {
                 target: None,
@@ -158,8 +161,12 @@ impl SingleShared {
         } else {
             Some(Memory::create(output_length, PoolType::NonPaged, None)?)
         };
-        let input_range = input_memory.as_ref().map(|m| MemoryRange::whole(m.handle()));
-        let output_range = output_memory.as_ref().map(|m| MemoryRange::whole(m.handle()));
+        let input_range = input_memory
+            .as_ref()
+            .map(|m| MemoryRange::whole(m.handle()));
+        let output_range = output_memory
+            .as_ref()
+            .map(|m| MemoryRange::whole(m.handle()));
         match request_type {
             RequestType::Read => {
                 request.format_read(target, output_range.ok_or(NtStatus::INVALID_PARAMETER)?)?;
@@ -334,7 +341,10 @@ impl SendContext {
             }
             RequestType::Ioctl | RequestType::InternalIoctl => {
                 let out = whole(record.output.as_ref());
-                (whole(record.input.as_ref()), &out[..information.min(out.len())])
+                (
+                    whole(record.input.as_ref()),
+                    &out[..information.min(out.len())],
+                )
             }
         };
         if let Some(callback) = self.callback.take() {

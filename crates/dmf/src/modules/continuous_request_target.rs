@@ -22,7 +22,7 @@
 //! | `pool_type_input` / `pool_type_output` | paged pool requires the module's passive-level option |
 //! | `buffer_input` | fills each input buffer before it is sent; required when `buffer_input_size > 0` |
 //! | `buffer_output` | receives each completed output buffer; without it success continues and failure stops |
-//! | `purge_and_start_target_in_d0_callbacks` | stop streaming and purge the target in D0Exit, restart both in D0Entry (the module must then be static) |
+//! | `purge_and_start_target_in_d0_callbacks` | stop streaming and purge the target in `D0Exit`, restart both in `D0Entry` (the module must then be static) |
 //! | `mode` | [`Mode::Automatic`]: streaming starts on `io_target_set` and stops on `io_target_clear`; [`Mode::Manual`]: the client calls `start`/`stop` |
 //!
 //! # Callbacks (IRQL)
@@ -98,9 +98,9 @@
 //! * Automatic mode starts streaming on `io_target_set` and stops it (waiting) on
 //!   `io_target_clear`, as the module's documentation says (DMF's code leaves that to the
 //!   device-interface wrappers).
-//! * D0Entry restarts the purged target *before* resending (DMF resends first, into a purged
-//!   target, so streaming silently stays off). D0Exit stops streaming only if it was on, and
-//!   D0Entry restarts it only then.
+//! * `D0Entry` restarts the purged target *before* resending (DMF resends first, into a purged
+//!   target, so streaming silently stays off). `D0Exit` stops streaming only if it was on, and
+//!   `D0Entry` restarts it only then.
 //! * The output callback gets the buffer as an owned [`OutputBuffer`] in an `Option`: taking it
 //!   is what keeps it; a buffer the client keeps goes back to its pool when it is dropped or
 //!   given to `buffer_put`, and one from another module is refused with [`BufferPutError`]
@@ -275,16 +275,10 @@ pub struct ContinuousRequestTargetConfig {
     pub buffer_output: Option<BufferOutputCallback>,
     /// IOCTL of streaming requests (IOCTL request types).
     pub ioctl: u32,
-    /// Stop streaming and purge the target in D0Exit; restart both in D0Entry.
+    /// Stop streaming and purge the target in `D0Exit`; restart both in `D0Entry`.
     pub purge_and_start_target_in_d0_callbacks: bool,
     /// Automatic or manual streaming.
     pub mode: Mode,
-}
-
-impl Default for RequestType {
-    fn default() -> Self {
-        Self::Ioctl
-    }
 }
 
 impl core::fmt::Debug for ContinuousRequestTargetConfig {

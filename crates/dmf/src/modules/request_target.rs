@@ -96,12 +96,14 @@ use crate::wdf::NtStatus;
 use crate::wdf::io_target::IoTarget;
 use single::SingleShared;
 
-/// How a request is formatted (DMF's `ContinuousRequestTarget_RequestType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a request is formatted (DMF's `ContinuousRequestTarget_RequestType`; the default is
+/// `Ioctl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RequestType {
     /// `IRP_MJ_INTERNAL_DEVICE_CONTROL` with the given IOCTL (kernel targets only).
     InternalIoctl,
     /// `IRP_MJ_DEVICE_CONTROL` with the given IOCTL.
+    #[default]
     Ioctl,
     /// `IRP_MJ_READ` into the output buffer.
     Read,

@@ -72,9 +72,9 @@ struct StreamState {
     requests: Vec<Arc<StreamSlot>>,
     passive_queue: VecDeque<(Arc<StreamSlot>, Completion)>,
     work_item: Option<WorkItem>,
-    /// Streaming was on when D0Exit stopped it.
+    /// Streaming was on when `D0Exit` stopped it.
     resume_in_d0: bool,
-    /// D0Exit purged the target.
+    /// `D0Exit` purged the target.
     purged: bool,
 }
 
@@ -557,7 +557,7 @@ impl StreamShared {
         }
     }
 
-    /// D0Exit: stop streaming (remembering whether it was on), then purge the target.
+    /// `D0Exit`: stop streaming (remembering whether it was on), then purge the target.
     pub(crate) fn d0_exit(&self) {
         let Some(target) = self.target() else {
             return;
@@ -573,7 +573,7 @@ impl StreamShared {
         state.purged = true;
     }
 
-    /// D0Entry: restart the purged target first, then streaming if D0Exit stopped it.
+    /// `D0Entry`: restart the purged target first, then streaming if `D0Exit` stopped it.
     pub(crate) fn d0_entry(&self) -> Result<(), NtStatus> {
         let (purged, resume) = {
             let mut state = self.state.lock();

@@ -322,6 +322,10 @@ fn whole(memory: Option<&Memory>) -> &[u8] {
 
 impl SendContext {
     /// Runs the client's callback, then releases the request and the module reference.
+    #[allow(
+        clippy::boxed_local,
+        reason = "the context arrives boxed from the framework"
+    )]
     fn finish(mut self: Box<Self>) {
         let completion = self.completion.unwrap_or(Completion {
             status: NtStatus::UNSUCCESSFUL,

@@ -36,6 +36,13 @@ pub enum ConfigError {
     /// A dynamic module may not hook PnP/power callbacks.
     #[error("a dynamic module may not receive PnP/power callbacks")]
     DynamicModuleWithPnpCallbacks,
+    /// A module that fills input buffers has no callback to fill them with.
+    #[error("an input buffer size was given without an input buffer callback")]
+    InputCallbackRequired,
+    /// The request type needs a buffer the configuration does not provide (a read needs output
+    /// buffers, a write input buffers).
+    #[error("the request type needs a buffer of the kind the configuration leaves out")]
+    BufferRequiredForRequestType,
     /// A module was added to a device collection but was created as a dynamic module, or was
     /// added twice.
     #[error("only static modules can be added to a device collection, once")]

@@ -40,6 +40,8 @@ pub fn close(node: &dyn ModuleNode) {
         return;
     }
     core.run_pre_close();
+    core.references().begin_close();
+    node.before_close();
     core.references().end_and_wait();
     core.set_state(ModuleState::Closing);
     node.close();

@@ -67,5 +67,5 @@ pub use lock::{ModuleLock, ModuleLockGuard};
 pub use module::Module;
 pub use node::{ModuleCore, ModuleNode, PowerState};
 pub use options::{ClientHook, ModuleAttributes, OpenOption, OpenedDuring};
-pub use references::{HeldReference, ModuleReference, References};
+pub use references::{HeldReference, ModuleReference, ReferenceSource, References};
 pub use state::ModuleState;

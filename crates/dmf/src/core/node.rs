@@ -153,6 +153,13 @@ impl ModuleCore {
         Ok(self.reference()?.into_held())
     }
 
+    /// A cloneable source of held references, for state that outlives a borrow of the module
+    /// (completion handlers that must take a new reference before releasing theirs).
+    #[must_use]
+    pub fn reference_source(&self) -> super::references::ReferenceSource {
+        super::references::ReferenceSource::new(Arc::clone(&self.references))
+    }
+
     /// References currently held on the module (not counting the open reference).
     #[must_use]
     pub fn references_held(&self) -> u32 {
@@ -236,6 +243,10 @@ pub trait ModuleNode: Send + Sync {
     fn open(&self) -> Result<(), NtStatus> {
         Ok(())
     }
+
+    /// Called when close begins, before waiting for references: the module cancels what it has
+    /// in flight so that the wait ends (new references already fail). `PASSIVE_LEVEL`.
+    fn before_close(&self) {}
 
     /// Closes the module. Every reference has been released when this runs.
     fn close(&self) {}

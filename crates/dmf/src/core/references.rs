@@ -87,6 +87,14 @@ impl References {
         word & CLOSE_PENDING == 0 && word & COUNT_MASK != 0
     }
 
+    /// Makes new references fail (close has begun); [`References::end_and_wait`] finishes.
+    pub fn begin_close(&self) {
+        let previous = self.word.fetch_or(CLOSE_PENDING, Ordering::AcqRel);
+        if previous & COUNT_MASK == 0 {
+            self.word.fetch_and(!CLOSE_PENDING, Ordering::AcqRel);
+        }
+    }
+
     /// Makes new references fail, waits (at `PASSIVE_LEVEL`) until every reference taken has been
     /// released, then marks the resource not open. Returns at once if it is not open.
     pub fn end_and_wait(&self) {
@@ -154,6 +162,35 @@ impl<'a> ModuleReference<'a> {
 impl Drop for ModuleReference<'_> {
     fn drop(&mut self) {
         self.references.release();
+    }
+}
+
+/// Takes [`HeldReference`]s on one module without borrowing it (see
+/// [`ModuleCore::reference_source`](super::ModuleCore::reference_source)).
+#[derive(Clone)]
+pub struct ReferenceSource {
+    references: Arc<References>,
+}
+
+impl ReferenceSource {
+    pub(crate) fn new(references: Arc<References>) -> Self {
+        Self { references }
+    }
+
+    /// Takes a reference (same rules as `ModuleCore::reference`); no allocation.
+    pub fn acquire(&self) -> Result<HeldReference, NtStatus> {
+        self.references.acquire()?;
+        Ok(HeldReference {
+            references: Arc::clone(&self.references),
+        })
+    }
+}
+
+impl core::fmt::Debug for ReferenceSource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("ReferenceSource")
+            .field(&self.references)
+            .finish()
     }
 }
 

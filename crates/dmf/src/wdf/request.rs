@@ -12,6 +12,9 @@ use wdk_sys::{
     WDFMEMORY_OFFSET, WDFOBJECT, WDFREQUEST, call_unsafe_wdf_function_binding,
 };
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+
 use super::io_target::IoTarget;
 use super::object::ObjectAttributes;
 use super::status::NtStatus;
@@ -150,6 +153,72 @@ pub unsafe extern "C" fn completion_trampoline<C: RequestCompletion>(
     // SAFETY: `context` is the `*const C` registered for this send, alive until it completes.
     let handler = unsafe { &*context.cast_const().cast::<C>() };
     handler.request_completed(request, target, &completion);
+}
+
+/// A completion handler that owns its state and is handed back by value when the send
+/// completes ([`Request::send_boxed`]): one allocation made by the caller, no lifetime rules.
+pub trait BoxedCompletion: Send + 'static {
+    /// Called once, at `DISPATCH_LEVEL` on a framework thread, when the send completes.
+    fn completed(self: Box<Self>, completion: &Completion);
+}
+
+/// A shared completion handler ([`Request::send_shared`]): each send holds one `Arc` clone,
+/// released after the handler ran (no allocation per send).
+pub trait SharedCompletion: Send + Sync + 'static {
+    /// Called once, at `DISPATCH_LEVEL` on a framework thread, when the send completes.
+    fn completed(self: Arc<Self>, completion: &Completion);
+}
+
+fn completion_of(params: PWDF_REQUEST_COMPLETION_PARAMS) -> Completion {
+    if params.is_null() {
+        return Completion {
+            status: NtStatus::UNSUCCESSFUL,
+            information: 0,
+            ioctl: 0,
+        };
+    }
+    // SAFETY: the framework passes the request's valid completion parameters.
+    Completion::from_params(unsafe { &*params })
+}
+
+/// Completion routine of [`Request::send_boxed`].
+///
+/// # Safety
+/// Called by the framework only, with `context` the pointer `send_boxed` produced with
+/// `Box::into_raw` for this send (reclaimed exactly once, here).
+unsafe extern "C" fn boxed_trampoline<C: BoxedCompletion>(
+    _request: WDFREQUEST,
+    _target: WDFIOTARGET,
+    params: PWDF_REQUEST_COMPLETION_PARAMS,
+    context: WDFCONTEXT,
+) {
+    if context.is_null() {
+        return;
+    }
+    let completion = completion_of(params);
+    // SAFETY: `context` came from `Box::into_raw` in `send_boxed`; this is its only reclaim.
+    let handler = unsafe { Box::from_raw(context.cast::<C>()) };
+    handler.completed(&completion);
+}
+
+/// Completion routine of [`Request::send_shared`].
+///
+/// # Safety
+/// Called by the framework only, with `context` the pointer `send_shared` produced with
+/// `Arc::into_raw` for this send (reclaimed exactly once, here).
+unsafe extern "C" fn shared_trampoline<C: SharedCompletion>(
+    _request: WDFREQUEST,
+    _target: WDFIOTARGET,
+    params: PWDF_REQUEST_COMPLETION_PARAMS,
+    context: WDFCONTEXT,
+) {
+    if context.is_null() {
+        return;
+    }
+    let completion = completion_of(params);
+    // SAFETY: `context` came from `Arc::into_raw` in `send_shared`; this is its only reclaim.
+    let handler = unsafe { Arc::from_raw(context.cast_const().cast::<C>()) };
+    handler.completed(&completion);
 }
 
 /// A driver-created request; deleted when dropped (it must not be pending then).
@@ -341,6 +410,56 @@ impl Request {
     /// Sends asynchronously; on `Err` no completion will run and the error is the status.
     pub fn send(&self, target: &IoTarget, timeout: Timeout) -> Result<(), NtStatus> {
         self.send_with(target, 0, timeout)
+    }
+
+    /// Sets `handler` as the completion of this send and sends asynchronously. On success the
+    /// handler comes back by value to [`BoxedCompletion::completed`] exactly once; on refusal
+    /// no completion runs and the handler is returned with the status.
+    pub fn send_boxed<C: BoxedCompletion>(
+        &self,
+        target: &IoTarget,
+        timeout: Timeout,
+        handler: Box<C>,
+    ) -> Result<(), (NtStatus, Box<C>)> {
+        let context = Box::into_raw(handler);
+        // SAFETY: a valid request; `context` stays valid until the trampoline reclaims it.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestSetCompletionRoutine,
+                self.handle,
+                Some(boxed_trampoline::<C>),
+                context.cast()
+            );
+        }
+        self.send(target, timeout).map_err(|status| {
+            // SAFETY: the send was refused, so the trampoline will never see `context`.
+            (status, unsafe { Box::from_raw(context) })
+        })
+    }
+
+    /// Sets `handler` as the completion of this send and sends asynchronously. On success the
+    /// send holds this `Arc` until [`SharedCompletion::completed`] ran; on refusal no completion
+    /// runs, the clone is released and the status returned.
+    pub fn send_shared<C: SharedCompletion>(
+        &self,
+        target: &IoTarget,
+        timeout: Timeout,
+        handler: Arc<C>,
+    ) -> Result<(), NtStatus> {
+        let context = Arc::into_raw(handler);
+        // SAFETY: a valid request; `context` stays valid until the trampoline reclaims it.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestSetCompletionRoutine,
+                self.handle,
+                Some(shared_trampoline::<C>),
+                context.cast_mut().cast()
+            );
+        }
+        self.send(target, timeout).inspect_err(|_| {
+            // SAFETY: the send was refused, so the trampoline will never see `context`.
+            drop(unsafe { Arc::from_raw(context) });
+        })
     }
 
     /// Sends synchronously (`PASSIVE_LEVEL`); returns the bytes transferred.

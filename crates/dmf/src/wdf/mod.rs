@@ -6,6 +6,7 @@
 pub mod collection;
 pub mod device;
 pub mod driver;
+pub mod entry;
 pub mod event;
 pub mod io_target;
 pub mod memory;

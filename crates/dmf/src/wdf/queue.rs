@@ -105,6 +105,15 @@ unsafe impl Sync for Queue {}
 impl Queue {
     /// `WdfIoQueueCreate` on `device`.
     pub fn create(device: Device, config: &QueueConfig) -> Result<Self, NtStatus> {
+        Self::create_with_attributes(device, config, WDF_NO_OBJECT_ATTRIBUTES)
+    }
+
+    /// `WdfIoQueueCreate` with raw attributes (context, destroy callback, execution level).
+    pub(crate) fn create_with_attributes(
+        device: Device,
+        config: &QueueConfig,
+        attributes: *mut wdk_sys::WDF_OBJECT_ATTRIBUTES,
+    ) -> Result<Self, NtStatus> {
         let mut raw = WDF_IO_QUEUE_CONFIG {
             Size: size_of::<WDF_IO_QUEUE_CONFIG>() as u32,
             DispatchType: match config.dispatch {
@@ -129,13 +138,14 @@ impl Queue {
             ..WDF_IO_QUEUE_CONFIG::default()
         };
         let mut handle: WDFQUEUE = core::ptr::null_mut();
-        // SAFETY: a valid device, an initialized config and a valid out pointer.
+        // SAFETY: a valid device, an initialized config, attributes initialized by the caller
+        // (or none) and a valid out pointer.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfIoQueueCreate,
                 device.handle(),
                 &raw mut raw,
-                WDF_NO_OBJECT_ATTRIBUTES,
+                attributes,
                 &raw mut handle
             )
         };

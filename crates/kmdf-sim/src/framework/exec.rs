@@ -27,6 +27,8 @@ struct Job {
 struct State {
     jobs: VecDeque<Job>,
     running: usize,
+    /// Threads in `wait_idle`: a finished job signals `idle` only when there is one.
+    idle_waiters: usize,
     started: bool,
     seed: u64,
     rng: u64,
@@ -34,18 +36,24 @@ struct State {
 
 struct Dispatcher {
     state: Mutex<State>,
+    /// Signalled once per new job (one worker takes it; busy workers look for more work
+    /// before they wait, so no job is left behind).
     changed: Condvar,
+    /// Signalled when the last running job finished, for `wait_idle`.
+    idle: Condvar,
 }
 
 static DISPATCHER: LazyLock<Dispatcher> = LazyLock::new(|| Dispatcher {
     state: Mutex::new(State {
         jobs: VecDeque::new(),
         running: 0,
+        idle_waiters: 0,
         started: false,
         seed: 0,
         rng: 0,
     }),
     changed: Condvar::new(),
+    idle: Condvar::new(),
 });
 
 fn state() -> MutexGuard<'static, State> {
@@ -118,27 +126,35 @@ fn enqueue(job: Job) {
     ensure_workers(&mut state);
     state.jobs.push_back(job);
     drop(state);
-    DISPATCHER.changed.notify_all();
+    DISPATCHER.changed.notify_one();
 }
 
 /// Picks the next job to run now, or how long to wait for the earliest timer.
 fn pick(state: &mut State, now: Instant) -> Result<Job, Option<Duration>> {
-    let mut ready = Vec::new();
+    // The oldest ready jobs, at most the pick window (no allocation per pick).
+    let mut ready = [0usize; PICK_WINDOW as usize];
+    let mut ready_count = 0usize;
     let mut earliest: Option<Instant> = None;
+    let window = if state.seed == 0 { 1 } else { ready.len() };
     for (index, job) in state.jobs.iter().enumerate() {
         match job.due {
             Some(due) if due > now => earliest = Some(earliest.map_or(due, |e| e.min(due))),
-            _ => ready.push(index),
+            _ => {
+                ready[ready_count] = index;
+                ready_count += 1;
+                if ready_count == window {
+                    break;
+                }
+            }
         }
     }
-    if ready.is_empty() {
+    if ready_count == 0 {
         return Err(earliest.map(|due| due - now));
     }
     let choice = if state.seed == 0 {
         0
     } else {
-        let window = (ready.len() as u64).min(PICK_WINDOW);
-        (next_random(&mut state.rng) % window) as usize
+        (next_random(&mut state.rng) % ready_count as u64) as usize
     };
     Ok(state
         .jobs
@@ -159,12 +175,19 @@ fn worker() {
                 };
                 drop(state);
                 if delay > 0 {
-                    std::thread::sleep(Duration::from_micros(delay));
+                    // A short varied delay; yielding rather than sleeping, whose timer slack
+                    // (tens of microseconds) would dwarf the delay.
+                    let until = Instant::now() + Duration::from_micros(delay);
+                    while Instant::now() < until {
+                        std::thread::yield_now();
+                    }
                 }
                 irql::run_callback(job.level, job.name, job.run);
                 state = self::state();
                 state.running -= 1;
-                DISPATCHER.changed.notify_all();
+                if state.running == 0 && state.idle_waiters > 0 {
+                    DISPATCHER.idle.notify_all();
+                }
             }
             Err(Some(wait)) => {
                 state = DISPATCHER
@@ -201,11 +224,13 @@ pub(crate) fn wait_idle(timeout: Duration) -> bool {
             return false;
         }
         let wait = (deadline - now).min(Duration::from_millis(5));
+        state.idle_waiters += 1;
         state = DISPATCHER
-            .changed
+            .idle
             .wait_timeout(state, wait)
             .unwrap_or_else(PoisonError::into_inner)
             .0;
+        state.idle_waiters -= 1;
     }
 }
 

@@ -9,8 +9,9 @@
 use std::alloc::Layout;
 use std::any::Any;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::irql;
 use super::table::Entry;
@@ -103,23 +104,91 @@ impl core::fmt::Display for Object {
     }
 }
 
+/// One shard of the handle registry. Handles are spread over [`SHARDS`] shards, each behind
+/// its own `RwLock`, so the lookups every WDF call makes (read-only) neither serialize on one
+/// global lock nor contend with creations and deletions of other objects.
+#[derive(Default)]
 struct Registry {
-    live: HashMap<usize, Arc<Object>>,
-    deleted: HashMap<usize, &'static str>,
+    live: HashMap<usize, Arc<Object>, HandleHash>,
+    deleted: HashMap<usize, &'static str, HandleHash>,
 }
 
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
-    Mutex::new(Registry {
-        live: HashMap::new(),
-        deleted: HashMap::new(),
+const SHARDS: usize = 16;
+
+static REGISTRY: [RwLock<Registry>; SHARDS] = [const {
+    RwLock::new(Registry {
+        live: HashMap::with_hasher(HandleHash),
+        deleted: HashMap::with_hasher(HandleHash),
     })
-});
+}; SHARDS];
+
+/// Hashes a handle value (handles are distinct multiples of 16): a multiplicative hash, far
+/// cheaper than the default `SipHash`, and good enough for keys the simulation itself issues.
+#[derive(Clone, Copy, Default)]
+struct HandleHash;
+
+impl BuildHasher for HandleHash {
+    type Hasher = HandleHasher;
+    fn build_hasher(&self) -> HandleHasher {
+        HandleHasher(0)
+    }
+}
+
+struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, value: usize) {
+        self.0 = (value as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+fn shard_index(handle: usize) -> usize {
+    (handle >> 4) % SHARDS
+}
+
+fn shard(handle: usize) -> RwLockReadGuard<'static, Registry> {
+    REGISTRY[shard_index(handle)]
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn shard_mut(handle: usize) -> RwLockWriteGuard<'static, Registry> {
+    REGISTRY[shard_index(handle)]
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn all_shards_mut() -> impl Iterator<Item = RwLockWriteGuard<'static, Registry>> {
+    REGISTRY
+        .iter()
+        .map(|shard| shard.write().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn all_live() -> Vec<Arc<Object>> {
+    REGISTRY
+        .iter()
+        .flat_map(|shard| {
+            shard
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .live
+                .values()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0x0010_0000);
 static DEFAULT_PARENT: AtomicUsize = AtomicUsize::new(0);
-
-fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Handle value of a WDF handle pointer.
 pub(crate) fn handle_of<T>(handle: *mut T) -> usize {
@@ -268,7 +337,7 @@ pub(crate) fn create(
             creation_reference_released: false,
         }),
     });
-    registry().live.insert(handle, object);
+    shard_mut(handle).live.insert(handle, object);
     if let Some(parent) = parent_object {
         parent.state().children.push(handle);
     }
@@ -278,7 +347,7 @@ pub(crate) fn create(
 
 /// Finds a live object; reports a stale or wrong-typed handle on behalf of `api`.
 pub(crate) fn lookup(handle: usize, kind: Option<&str>, api: &str) -> Option<Arc<Object>> {
-    let registry = registry();
+    let registry = shard(handle);
     let Some(object) = registry.live.get(&handle).cloned() else {
         let what = registry.deleted.get(&handle).map_or_else(
             || format!("{handle:#x} is not a handle"),
@@ -305,7 +374,7 @@ pub(crate) fn lookup(handle: usize, kind: Option<&str>, api: &str) -> Option<Arc
 /// Finds a live object without reporting anything when it is gone (framework-internal paths
 /// that may race with deletion).
 pub(crate) fn live_object(handle: usize) -> Option<Arc<Object>> {
-    registry().live.get(&handle).cloned()
+    shard(handle).live.get(&handle).cloned()
 }
 
 /// Finds a live object and its payload of type `T`.
@@ -341,10 +410,9 @@ pub(crate) fn delete(object: &Arc<Object>) {
 
 fn children_of(object: &Object) -> Vec<Arc<Object>> {
     let children = object.state().children.clone();
-    let registry = registry();
     children
         .iter()
-        .filter_map(|child| registry.live.get(child).cloned())
+        .filter_map(|&child| shard(child).live.get(&child).cloned())
         .collect()
 }
 
@@ -409,12 +477,12 @@ fn destroy(object: &Arc<Object>) {
     for area in &contexts {
         free_context(area);
     }
-    let parent = {
-        let mut registry = registry();
+    {
+        let mut registry = shard_mut(object.handle);
         registry.live.remove(&object.handle);
         registry.deleted.insert(object.handle, object.kind);
-        registry.live.get(&parent).cloned()
-    };
+    }
+    let parent = shard(parent).live.get(&parent).cloned();
     if let Some(parent) = parent {
         parent
             .state()
@@ -448,7 +516,7 @@ pub(crate) fn dereference(object: &Arc<Object>, api: &str) {
 
 /// Every live object, oldest first.
 pub(crate) fn live_objects() -> Vec<Arc<Object>> {
-    let mut live: Vec<_> = registry().live.values().cloned().collect();
+    let mut live = all_live();
     live.sort_by_key(|object| object.handle);
     live
 }
@@ -456,10 +524,11 @@ pub(crate) fn live_objects() -> Vec<Arc<Object>> {
 /// Forgets every object (between test sessions); their memory is leaked on purpose so that a
 /// failed test cannot corrupt the next one.
 pub(crate) fn reset() {
-    let mut registry = registry();
-    let objects = core::mem::take(&mut registry.live);
-    core::mem::forget(objects);
-    registry.deleted.clear();
+    for mut registry in all_shards_mut() {
+        let objects = core::mem::take(&mut registry.live);
+        core::mem::forget(objects);
+        registry.deleted.clear();
+    }
     set_default_parent(0);
 }
 
@@ -551,10 +620,8 @@ unsafe extern "C" fn wdf_object_context_get_object(
     _globals: PWDF_DRIVER_GLOBALS,
     context: PVOID,
 ) -> WDFOBJECT {
-    let registry = registry();
-    registry
-        .live
-        .values()
+    all_live()
+        .iter()
         .find(|object| {
             object
                 .state()

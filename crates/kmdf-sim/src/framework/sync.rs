@@ -32,6 +32,17 @@ struct Holder {
     owner: Option<ThreadId>,
     /// The IRQL a spin lock was acquired at.
     saved_irql: KIRQL,
+    /// Threads blocked in an acquire: a release signals `released` only when there is one
+    /// (signalling a condition variable costs a system call even with nobody waiting).
+    waiters: usize,
+}
+
+/// The calling thread's id, cached (`std::thread::current()` is not free).
+fn current_thread() -> ThreadId {
+    thread_local! {
+        static ME: ThreadId = std::thread::current().id();
+    }
+    ME.with(|me| *me)
 }
 
 /// A spin lock's or wait lock's state.
@@ -115,7 +126,7 @@ unsafe extern "C" fn wdf_spin_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, spin_l
     if !irql::require_at_most(irql::DISPATCH, API) {
         return;
     }
-    let me = std::thread::current().id();
+    let me = current_thread();
     let mut holder = lock.holder();
     if holder.owner == Some(me) {
         drop(holder);
@@ -130,10 +141,12 @@ unsafe extern "C" fn wdf_spin_lock_acquire(_globals: PWDF_DRIVER_GLOBALS, spin_l
     // The kernel raises before spinning; a blocked acquirer is at DISPATCH_LEVEL too.
     let saved = irql::raise(irql::DISPATCH);
     while holder.owner.is_some() {
+        holder.waiters += 1;
         holder = lock
             .released
             .wait(holder)
             .unwrap_or_else(PoisonError::into_inner);
+        holder.waiters -= 1;
     }
     holder.owner = Some(me);
     holder.saved_irql = saved;
@@ -150,7 +163,7 @@ unsafe extern "C" fn wdf_spin_lock_release(_globals: PWDF_DRIVER_GLOBALS, spin_l
         return;
     };
     let mut holder = lock.holder();
-    if holder.owner != Some(std::thread::current().id()) {
+    if holder.owner != Some(current_thread()) {
         drop(holder);
         verifier::report(
             rules::SPIN_LOCK_MISUSE,
@@ -161,8 +174,11 @@ unsafe extern "C" fn wdf_spin_lock_release(_globals: PWDF_DRIVER_GLOBALS, spin_l
     }
     holder.owner = None;
     let saved = holder.saved_irql;
+    let wake = holder.waiters > 0;
     drop(holder);
-    lock.released.notify_one();
+    if wake {
+        lock.released.notify_one();
+    }
     irql::spin_lock_released();
     irql::set(saved);
 }
@@ -213,7 +229,7 @@ unsafe extern "C" fn wdf_wait_lock_acquire(
     } else if !irql::require_passive(API) {
         return STATUS_INVALID_DEVICE_REQUEST;
     }
-    let me = std::thread::current().id();
+    let me = current_thread();
     let deadline: Option<Instant> = event::deadline(timeout);
     let mut holder = lock.holder();
     if holder.owner == Some(me) {
@@ -233,21 +249,25 @@ unsafe extern "C" fn wdf_wait_lock_acquire(
     while holder.owner.is_some() {
         match deadline {
             None => {
+                holder.waiters += 1;
                 holder = lock
                     .released
                     .wait(holder)
                     .unwrap_or_else(PoisonError::into_inner);
+                holder.waiters -= 1;
             }
             Some(deadline) => {
                 let now = Instant::now();
                 if now >= deadline {
                     return STATUS_TIMEOUT;
                 }
+                holder.waiters += 1;
                 holder = lock
                     .released
                     .wait_timeout(holder, deadline - now)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
+                holder.waiters -= 1;
             }
         }
     }
@@ -268,7 +288,7 @@ unsafe extern "C" fn wdf_wait_lock_release(_globals: PWDF_DRIVER_GLOBALS, wait_l
         return;
     }
     let mut holder = lock.holder();
-    if holder.owner != Some(std::thread::current().id()) {
+    if holder.owner != Some(current_thread()) {
         drop(holder);
         verifier::report(
             rules::WAIT_LOCK_MISUSE,
@@ -278,8 +298,11 @@ unsafe extern "C" fn wdf_wait_lock_release(_globals: PWDF_DRIVER_GLOBALS, wait_l
         return;
     }
     holder.owner = None;
+    let wake = holder.waiters > 0;
     drop(holder);
-    lock.released.notify_one();
+    if wake {
+        lock.released.notify_one();
+    }
 }
 
 pub(crate) const ENTRIES: &[Entry] = &[

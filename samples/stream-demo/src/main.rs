@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(windows))]
+#[allow(clippy::cast_precision_loss, reason = "rates for printing")]
 mod demo {
     use std::io::Write;
     use std::process::ExitCode;

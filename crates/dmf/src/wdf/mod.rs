@@ -5,12 +5,14 @@
 
 pub mod collection;
 pub mod device;
+pub mod device_handler;
 pub mod driver;
 pub mod entry;
 pub mod event;
 pub mod io_target;
 pub mod memory;
 pub mod object;
+pub mod pnp_notification;
 pub mod queue;
 pub mod request;
 pub mod spin_lock;

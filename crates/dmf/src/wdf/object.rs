@@ -25,6 +25,11 @@ impl ObjectAttributes {
         self
     }
 
+    /// Wraps fully initialized attributes (context type, callbacks) built inside this layer.
+    pub(crate) const fn from_raw(raw: WDF_OBJECT_ATTRIBUTES) -> Self {
+        Self(raw)
+    }
+
     /// Pointer for a framework call.
     pub fn as_mut_ptr(&mut self) -> *mut WDF_OBJECT_ATTRIBUTES {
         &raw mut self.0

@@ -1,0 +1,462 @@
+//! Steady-state streaming: `ContinuousRequestTarget` against a hand-written raw loop on the
+//! same simulation, in the same run.
+//!
+//! * Raw loop: `REQUESTS` requests written directly on `dmf::wdf` (`Request`, `IoTarget`,
+//!   `Memory`); each completion counts, then reuses, formats and sends its request again.
+//! * DMF: a `ContinuousRequestTarget` (Automatic mode) streaming the same IOCTL with the same
+//!   number of requests and an output buffer of the same size; the output callback counts.
+//!
+//! Both stream to a programmable target that completes each request at once with a 24-byte
+//! sample. Each round measures the time to stream `COMPLETIONS` completions after a warm-up
+//! and the heap allocations made meanwhile (a counting global allocator: the simulation itself
+//! allocates per send, the same for both paths). Prints requests/s of each, the ratio and the
+//! allocations per streamed request, then runs the same two workloads under criterion.
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "rates and per-request figures for printing"
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use dmf::core::ModuleAttributes;
+use dmf::modules::continuous_request_target::{
+    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, Mode, RequestType,
+};
+use dmf::wdf::io_target::{IoTarget, RemoveCallbacks};
+use dmf::wdf::request::{Completion, MemoryRange, Request, SharedCompletion, Timeout};
+use dmf::wdf::{Memory, NtStatus, PoolType};
+use wdk_sys::sim::Session;
+use wdk_sys::sim::pnp::{Device, Driver};
+use wdk_sys::sim::target::{ProgrammableTarget, Response};
+use wdk_sys::{
+    NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT, WDF_DRIVER_CONFIG,
+    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, call_unsafe_wdf_function_binding,
+};
+
+/// Counts every allocation made by the process.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Requests kept in flight by each path.
+const REQUESTS: usize = 4;
+/// Completions measured per round.
+const COMPLETIONS: u64 = 20_000;
+/// Completions streamed before a round's clock starts.
+const WARM_UP: u64 = 2_000;
+/// Rounds per path (alternating); the best round of each is reported.
+const ROUNDS: usize = 3;
+const IOCTL: u32 = 0x0022_6000;
+const SAMPLE: usize = 24;
+
+unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
+    let mut device: WDFDEVICE = core::ptr::null_mut();
+    // SAFETY: the framework's init and a valid out pointer.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreate,
+            &raw mut init,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut device
+        )
+    }
+}
+
+unsafe extern "C" fn driver_entry(
+    driver_object: PDRIVER_OBJECT,
+    registry_path: PCUNICODE_STRING,
+) -> NTSTATUS {
+    let mut config = WDF_DRIVER_CONFIG {
+        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
+        EvtDriverDeviceAdd: Some(device_add),
+        ..Default::default()
+    };
+    // SAFETY: arguments as DriverEntry received them.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDriverCreate,
+            driver_object,
+            registry_path,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut config,
+            core::ptr::null_mut()
+        )
+    }
+}
+
+/// A driver, its device and a programmable target answering each request at once.
+struct Rig {
+    driver: Driver,
+    host: Device,
+    target_device: ProgrammableTarget,
+}
+
+impl Rig {
+    fn boot(name: &str) -> Self {
+        let target_device = ProgrammableTarget::create(name);
+        let sample = [7u8; SAMPLE];
+        target_device.set_responder(move |_| Response::data(&sample));
+        let driver = Driver::load(driver_entry).expect("driver loads");
+        let host = driver.add_device().expect("device added");
+        host.start().expect("device starts");
+        Self {
+            driver,
+            host,
+            target_device,
+        }
+    }
+
+    fn parent(&self) -> WDFOBJECT {
+        self.host.handle().cast()
+    }
+
+    fn open(&self) -> IoTarget {
+        let target = IoTarget::create(dmf::wdf::device::Device::from_raw(self.host.handle()))
+            .expect("target created");
+        let name: Vec<u16> = self.target_device.symbolic_link().encode_utf16().collect();
+        target
+            .open_by_name(&name, RemoveCallbacks::default())
+            .expect("target opened");
+        target
+    }
+
+    fn shut_down(self) {
+        self.host.remove();
+        self.driver.unload();
+        drop(self.target_device);
+    }
+}
+
+/// Waits until `counter` reaches `value` (bounded).
+fn wait_for(counter: &AtomicU64, value: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter.load(Ordering::Acquire) < value {
+        assert!(Instant::now() < deadline, "streaming stalled");
+        std::hint::spin_loop();
+        std::thread::yield_now();
+    }
+}
+
+/// One measured window: time and allocations for `COMPLETIONS` completions.
+#[derive(Clone, Copy)]
+struct Window {
+    elapsed: Duration,
+    allocations: u64,
+}
+
+impl Window {
+    fn rate(self) -> f64 {
+        COMPLETIONS as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn allocations_per_request(self) -> f64 {
+        self.allocations as f64 / COMPLETIONS as f64
+    }
+}
+
+/// Measures the next `completions` completions counted by `counter`.
+fn measure(counter: &AtomicU64, completions: u64) -> Window {
+    let start_count = counter.load(Ordering::Acquire);
+    wait_for(counter, start_count + WARM_UP);
+    let from = counter.load(Ordering::Acquire);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let started = Instant::now();
+    wait_for(counter, from + completions);
+    Window {
+        elapsed: started.elapsed(),
+        allocations: ALLOCATIONS.load(Ordering::Relaxed) - allocations,
+    }
+}
+
+// ---- the raw loop ------------------------------------------------------------------------
+
+/// State shared by the raw loop's requests.
+struct RawShared {
+    target: IoTarget,
+    completed: AtomicU64,
+    running: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// One raw request and its output buffer.
+struct RawSlot {
+    shared: Arc<RawShared>,
+    request: Request,
+    output: Memory,
+}
+
+impl RawSlot {
+    /// Reuse, format, send (the send holds an `Arc` clone: no allocation).
+    fn send(self: Arc<Self>) -> Result<(), NtStatus> {
+        self.request.reuse(NtStatus::SUCCESS)?;
+        self.request.format_ioctl(
+            &self.shared.target,
+            IOCTL,
+            false,
+            None,
+            Some(MemoryRange::whole(self.output.handle())),
+        )?;
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let shared = Arc::clone(&self.shared);
+        let request = Arc::clone(&self);
+        request
+            .request
+            .send_shared(&shared.target, Timeout::from_millis(0), self)
+            .inspect_err(|_| {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            })
+    }
+}
+
+impl SharedCompletion for RawSlot {
+    fn completed(self: Arc<Self>, completion: &Completion) {
+        let shared = Arc::clone(&self.shared);
+        if completion.status.is_success() && completion.information == SAMPLE {
+            shared.completed.fetch_add(1, Ordering::AcqRel);
+        }
+        if shared.running.load(Ordering::Acquire) {
+            let _ = self.send();
+        }
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct RawLoop {
+    shared: Arc<RawShared>,
+    slots: Vec<Arc<RawSlot>>,
+}
+
+impl RawLoop {
+    fn start(rig: &Rig) -> Self {
+        let shared = Arc::new(RawShared {
+            target: rig.open(),
+            completed: AtomicU64::new(0),
+            running: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+        });
+        let slots: Vec<Arc<RawSlot>> = (0..REQUESTS)
+            .map(|_| {
+                Arc::new(RawSlot {
+                    shared: Arc::clone(&shared),
+                    request: Request::create(Some(&shared.target), Some(rig.parent()))
+                        .expect("request"),
+                    output: Memory::create(SAMPLE, PoolType::NonPaged, Some(rig.parent()))
+                        .expect("buffer"),
+                })
+            })
+            .collect();
+        for slot in &slots {
+            Arc::clone(slot).send().expect("first send");
+        }
+        Self { shared, slots }
+    }
+
+    fn stop(self) {
+        self.shared.running.store(false, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.shared.in_flight.load(Ordering::Acquire) > 0 {
+            assert!(Instant::now() < deadline, "raw loop did not drain");
+            std::thread::yield_now();
+        }
+        // The last completion releases its clone right after decrementing; wait for the slots
+        // to be ours alone before deleting their requests.
+        for slot in self.slots {
+            let mut slot = slot;
+            loop {
+                match Arc::try_unwrap(slot) {
+                    Ok(owned) => {
+                        drop(owned);
+                        break;
+                    }
+                    Err(shared) => {
+                        slot = shared;
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+        let target = Arc::try_unwrap(self.shared)
+            .ok()
+            .expect("no send holds the loop")
+            .target;
+        target.close();
+    }
+}
+
+// ---- the DMF path ------------------------------------------------------------------------
+
+struct DmfLoop {
+    completed: Arc<AtomicU64>,
+    streamer: ContinuousRequestTarget,
+    target: IoTarget,
+}
+
+impl DmfLoop {
+    fn start(rig: &Rig) -> Self {
+        let completed = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&completed);
+        let config = ContinuousRequestTargetConfig {
+            continuous_request_count: REQUESTS,
+            buffer_count_output: REQUESTS,
+            buffer_output_size: SAMPLE,
+            request_type: RequestType::Ioctl,
+            ioctl: IOCTL,
+            mode: Mode::Automatic,
+            buffer_output: Some(Box::new(move |output, status| {
+                if status.is_success() && output.as_ref().is_some_and(|b| b.data().len() == SAMPLE)
+                {
+                    counter.fetch_add(1, Ordering::AcqRel);
+                }
+                BufferDisposition::ContinuousRequestTargetAndContinueStreaming
+            })),
+            ..ContinuousRequestTargetConfig::default()
+        };
+        let streamer =
+            ContinuousRequestTarget::create(rig.parent(), config, ModuleAttributes::new())
+                .expect("module created");
+        let target = rig.open();
+        streamer.io_target_set(&target).expect("streaming starts");
+        Self {
+            completed,
+            streamer,
+            target,
+        }
+    }
+
+    fn stop(self) {
+        self.streamer.io_target_clear();
+        drop(self.streamer);
+        self.target.close();
+    }
+}
+
+// ---- the comparison ----------------------------------------------------------------------
+
+fn compare() {
+    let session = Session::begin();
+    let rig = Rig::boot("\\??\\BenchStreamTarget");
+    let mut raw = Vec::new();
+    let mut dmf = Vec::new();
+    for _ in 0..ROUNDS {
+        let subject = RawLoop::start(&rig);
+        raw.push(measure(&subject.shared.completed, COMPLETIONS));
+        subject.stop();
+        let subject = DmfLoop::start(&rig);
+        dmf.push(measure(&subject.completed, COMPLETIONS));
+        subject.stop();
+    }
+    rig.shut_down();
+    session.end();
+
+    let best = |windows: &[Window]| {
+        *windows
+            .iter()
+            .min_by_key(|w| w.elapsed)
+            .expect("at least one round")
+    };
+    let (raw_best, dmf_best) = (best(&raw), best(&dmf));
+    let rounds = |windows: &[Window]| {
+        windows
+            .iter()
+            .map(|w| format!("{:.0}", w.rate()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "streaming, {REQUESTS} requests in flight, {COMPLETIONS} completions per round, best of {ROUNDS}:"
+    );
+    println!(
+        "  raw WDF reuse/format/send loop: {:>9.0} requests/s  (rounds: {})  {:.2} allocations/request (simulation)",
+        raw_best.rate(),
+        rounds(&raw),
+        raw_best.allocations_per_request()
+    );
+    println!(
+        "  ContinuousRequestTarget:        {:>9.0} requests/s  (rounds: {})  {:.2} allocations/request",
+        dmf_best.rate(),
+        rounds(&dmf),
+        dmf_best.allocations_per_request()
+    );
+    let ratio = dmf_best.elapsed.as_secs_f64() / raw_best.elapsed.as_secs_f64();
+    println!(
+        "  time per request DMF/raw: {ratio:.3}x (limit 1.25x: {})",
+        if ratio <= 1.25 { "ok" } else { "OVER" }
+    );
+    println!(
+        "  allocations added by DMF per request: {:+.3}",
+        dmf_best.allocations_per_request() - raw_best.allocations_per_request()
+    );
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let session = Session::begin();
+    let rig = Rig::boot("\\??\\BenchStreamCriterion");
+    let mut group = c.benchmark_group("streaming_1000_completions");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(1500));
+    {
+        let subject = RawLoop::start(&rig);
+        group.bench_function("raw_loop", |b| {
+            b.iter_custom(|iterations| {
+                let counter = &subject.shared.completed;
+                let from = counter.load(Ordering::Acquire);
+                let started = Instant::now();
+                wait_for(counter, from + iterations * 1000);
+                started.elapsed()
+            });
+        });
+        subject.stop();
+    }
+    {
+        let subject = DmfLoop::start(&rig);
+        group.bench_function("continuous_request_target", |b| {
+            b.iter_custom(|iterations| {
+                let counter = &subject.completed;
+                let from = counter.load(Ordering::Acquire);
+                let started = Instant::now();
+                wait_for(counter, from + iterations * 1000);
+                started.elapsed()
+            });
+        });
+        subject.stop();
+    }
+    group.finish();
+    rig.shut_down();
+    session.end();
+}
+
+fn main() {
+    compare();
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_benches(&mut criterion);
+    criterion.final_summary();
+}

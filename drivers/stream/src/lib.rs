@@ -1,0 +1,455 @@
+//! # DMF sample: a sensor stream (KMDF driver)
+//!
+//! A root-enumerated KMDF driver (hardware id `Root\DmfSampleStream`) that hosts a
+//! [`ContinuousRequestTarget`] and keeps [`STREAMING_REQUESTS`] read-sample requests
+//! permanently in flight to a sensor:
+//!
+//! * `PrepareHardware` creates the module (Automatic mode, output buffers sized for one
+//!   [`SensorSample`](interface::SensorSample)) as a static module of the device's
+//!   `DeviceModules`, so the device's `PnP`/power callbacks reach it: `D0Exit` stops streaming
+//!   and purges the target, `D0Entry` restarts both. `ReleaseHardware` closes it again.
+//! * From `PrepareHardware` it listens for
+//!   [`GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR`](interface::GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR)
+//!   interfaces (already present ones included). While it has no sensor, the first interface
+//!   that arrives is opened as an I/O target and handed to the module (`io_target_set`), which
+//!   starts streaming. When that interface goes away streaming stops (`io_target_clear`) and the
+//!   target is closed; the next arrival connects again.
+//! * The output callback counts samples and checks each sensor's sequence numbers: none may
+//!   come twice (completions of concurrent requests may arrive slightly reordered, which is
+//!   counted separately). It allocates nothing.
+//! * The device registers
+//!   [`GUID_DEVINTERFACE_DMF_SAMPLE_STREAM`](interface::GUID_DEVINTERFACE_DMF_SAMPLE_STREAM) and
+//!   answers
+//!   [`IOCTL_DMF_SAMPLE_STREAM_GET_STATISTICS`](interface::IOCTL_DMF_SAMPLE_STREAM_GET_STATISTICS)
+//!   with [`StreamStatistics`](interface::StreamStatistics), in any power state.
+//! * `ReleaseHardware` (orderly or surprise removal) unregisters the notification, stops
+//!   streaming, closes the target and closes the modules.
+//!
+//! The driver is safe Rust over `dmf`; `dmf::driver_entry!` defines `DriverEntry`.
+
+#![no_std]
+
+extern crate alloc;
+
+#[cfg(all(windows, not(test)))]
+extern crate wdk_panic;
+
+#[cfg(all(windows, not(test)))]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
+
+pub mod interface;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use dmf::core::{DeviceModules, ModuleAttributes, PowerState};
+use dmf::dmf_trace;
+use dmf::modules::continuous_request_target::{
+    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, Mode, OutputBuffer,
+    RequestType,
+};
+use dmf::wdf::NtStatus;
+use dmf::wdf::device::{Device, DeviceInit, IoType};
+use dmf::wdf::device_handler::{DeviceHandler, create_device};
+use dmf::wdf::driver::Driver;
+use dmf::wdf::entry::{DriverCallbacks, IoQueueHandler, create_queue};
+use dmf::wdf::io_target::{IoTarget, RemoveCallbacks};
+use dmf::wdf::pnp_notification::{InterfaceChange, InterfaceNotification};
+use dmf::wdf::queue::{DispatchType, Queue, QueueConfig, QueueRequest};
+use dmf::wdf::spin_lock::SpinLock;
+use dmf::wdf::trace::TraceLevel;
+use dmf::wdf::wait_lock::WaitLock;
+use wdk_sys::WDF_POWER_DEVICE_STATE;
+
+use interface::{
+    GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR, GUID_DEVINTERFACE_DMF_SAMPLE_STREAM,
+    IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE, IOCTL_DMF_SAMPLE_STREAM_GET_STATISTICS, SensorSample,
+    StreamStatistics,
+};
+
+const MODULE: &str = "DmfSampleStream";
+
+/// Read-sample requests each device keeps in flight.
+pub const STREAMING_REQUESTS: usize = 4;
+
+/// The driver's callbacks.
+#[derive(Debug)]
+pub struct StreamDriver;
+
+impl DriverCallbacks for StreamDriver {
+    fn device_add(_driver: Driver, mut init: DeviceInit) -> Result<(), NtStatus> {
+        init.set_io_type(IoType::Buffered);
+        let pending = create_device::<StreamDevice>(init)?;
+        let device = pending.device();
+        let stats = Arc::new(Stats::new()?);
+        // The default queue; statistics are answered in any power state: not power-managed.
+        let mut config = QueueConfig::new(DispatchType::Parallel, true);
+        config.power_managed = Some(false);
+        create_queue(
+            device,
+            &config,
+            false,
+            StatisticsQueue {
+                stats: Arc::clone(&stats),
+            },
+        )?;
+        device.create_device_interface(&GUID_DEVINTERFACE_DMF_SAMPLE_STREAM, None)?;
+        let shared = Arc::new(Shared {
+            device,
+            stats,
+            link: WaitLock::create(Link {
+                modules: None,
+                streamer: None,
+                connection: None,
+                notification: None,
+            })?,
+        });
+        pending.install(StreamDevice(shared))?;
+        dmf_trace!(TraceLevel::Info, MODULE, "stream device added");
+        Ok(())
+    }
+}
+
+dmf::driver_entry!(StreamDriver);
+
+fn streamer_config(stats: Arc<Stats>) -> ContinuousRequestTargetConfig {
+    ContinuousRequestTargetConfig {
+        continuous_request_count: STREAMING_REQUESTS,
+        buffer_count_output: STREAMING_REQUESTS,
+        buffer_output_size: SensorSample::SIZE,
+        request_type: RequestType::Ioctl,
+        ioctl: IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE,
+        mode: Mode::Automatic,
+        purge_and_start_target_in_d0_callbacks: true,
+        buffer_output: Some(Box::new(move |output, status| {
+            stats.completed(output.as_ref(), status)
+        })),
+        ..ContinuousRequestTargetConfig::default()
+    }
+}
+
+/// What the device counted (updated at `DISPATCH_LEVEL` by the output callback).
+struct Stats {
+    errors: AtomicU64,
+    cancelled: AtomicU64,
+    reordered: AtomicU64,
+    duplicates: AtomicU64,
+    connections: AtomicU32,
+    connected: AtomicU32,
+    order: SpinLock<Order>,
+}
+
+/// The sample count and the sequence check of the current sensor: the highest sample seen and
+/// which of the 64 sequence numbers up to it were seen (bit `n`: `highest - n`). One lock, so a
+/// snapshot's count and last sample agree.
+#[derive(Default)]
+struct Order {
+    samples: u64,
+    last: SensorSample,
+    seen: u64,
+}
+
+/// What [`Order::record`] found.
+enum Arrival {
+    InOrder,
+    Reordered,
+    Duplicate,
+}
+
+impl Order {
+    fn record(&mut self, sample: SensorSample) -> Arrival {
+        self.samples += 1;
+        let highest = self.last.sequence;
+        if sample.sequence > highest {
+            let shift = sample.sequence - highest;
+            self.seen = if shift >= 64 { 0 } else { self.seen << shift } | 1;
+            self.last = sample;
+            return Arrival::InOrder;
+        }
+        let behind = highest - sample.sequence;
+        if behind >= 64 || sample.sequence == 0 {
+            return Arrival::Reordered;
+        }
+        let bit = 1u64 << behind;
+        if self.seen & bit != 0 {
+            return Arrival::Duplicate;
+        }
+        self.seen |= bit;
+        Arrival::Reordered
+    }
+}
+
+impl Stats {
+    fn new() -> Result<Self, NtStatus> {
+        Ok(Self {
+            errors: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            reordered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            connections: AtomicU32::new(0),
+            connected: AtomicU32::new(0),
+            order: SpinLock::create(Order::default())?,
+        })
+    }
+
+    /// The output callback: counts the completion and says whether the request streams on.
+    fn completed(&self, output: Option<&OutputBuffer>, status: NtStatus) -> BufferDisposition {
+        if status == NtStatus::CANCELLED {
+            self.cancelled.fetch_add(1, Ordering::Relaxed);
+            return BufferDisposition::ContinuousRequestTargetAndStopStreaming;
+        }
+        let sample = output.and_then(|buffer| SensorSample::from_bytes(buffer.data()));
+        let Some(sample) = sample.filter(|_| status.is_success()) else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return BufferDisposition::ContinuousRequestTargetAndStopStreaming;
+        };
+        let arrival = self.order.lock().record(sample);
+        match arrival {
+            Arrival::InOrder => {}
+            Arrival::Reordered => {
+                self.reordered.fetch_add(1, Ordering::Relaxed);
+            }
+            Arrival::Duplicate => {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        BufferDisposition::ContinuousRequestTargetAndContinueStreaming
+    }
+
+    /// A new sensor: its sequence numbers start again.
+    fn connected(&self) {
+        {
+            let mut order = self.order.lock();
+            order.last = SensorSample::default();
+            order.seen = 0;
+        }
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.connected.store(1, Ordering::Release);
+    }
+
+    fn snapshot(&self) -> StreamStatistics {
+        let (samples, last_sample) = {
+            let order = self.order.lock();
+            (order.samples, order.last)
+        };
+        StreamStatistics {
+            samples,
+            errors: self.errors.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
+            reordered: self.reordered.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Acquire),
+            last_sample,
+        }
+    }
+}
+
+/// The sensor the device streams from.
+struct Connection {
+    target: IoTarget,
+    name: Vec<u16>,
+}
+
+/// What `PnP` callbacks and interface notifications change (under the wait lock, at
+/// `PASSIVE_LEVEL`).
+struct Link {
+    modules: Option<DeviceModules>,
+    streamer: Option<ContinuousRequestTarget>,
+    connection: Option<Connection>,
+    notification: Option<InterfaceNotification>,
+}
+
+impl Link {
+    /// Stops streaming and closes the sensor, if one is open.
+    fn disconnect(&mut self, stats: &Stats) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        if let Some(streamer) = &self.streamer {
+            streamer.io_target_clear();
+        }
+        connection.target.close();
+        stats.connected.store(0, Ordering::Release);
+        dmf_trace!(TraceLevel::Info, MODULE, "sensor closed");
+    }
+}
+
+/// One stream device's state, shared with its interface notification.
+struct Shared {
+    device: Device,
+    stats: Arc<Stats>,
+    link: WaitLock<Link>,
+}
+
+impl Shared {
+    fn interface_changed(&self, change: InterfaceChange, name: &[u16]) {
+        let mut link = self.link.lock();
+        match change {
+            InterfaceChange::Arrival if link.connection.is_none() => {
+                if let Err(status) = self.connect(&mut link, name) {
+                    dmf_trace!(
+                        TraceLevel::Warning,
+                        MODULE,
+                        "could not stream from an arriving sensor: {status:?}"
+                    );
+                }
+            }
+            InterfaceChange::Removal
+                if link
+                    .connection
+                    .as_ref()
+                    .is_some_and(|connection| connection.name == name) =>
+            {
+                link.disconnect(&self.stats);
+            }
+            _ => {}
+        }
+    }
+
+    fn connect(&self, link: &mut Link, name: &[u16]) -> Result<(), NtStatus> {
+        let Some(streamer) = &link.streamer else {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        };
+        let mut saved = Vec::new();
+        saved
+            .try_reserve_exact(name.len())
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        saved.extend_from_slice(name);
+        let target = IoTarget::create(self.device)?;
+        target.open_by_name(name, RemoveCallbacks::default())?;
+        self.stats.connected();
+        if let Err(status) = streamer.io_target_set(&target) {
+            self.stats.connected.store(0, Ordering::Release);
+            target.close();
+            return Err(status);
+        }
+        link.connection = Some(Connection {
+            target,
+            name: saved,
+        });
+        dmf_trace!(TraceLevel::Info, MODULE, "streaming from a sensor");
+        Ok(())
+    }
+
+    /// Stops listening, stops streaming, closes the sensor, then closes and drops the
+    /// modules (`ReleaseHardware`: they are created again by the next `PrepareHardware`).
+    fn tear_down(&self) {
+        // Unregister outside the lock: unregistering waits for a running notification, which
+        // may be waiting for the lock.
+        let notification = self.link.lock().notification.take();
+        drop(notification);
+        let (modules, streamer) = {
+            let mut link = self.link.lock();
+            link.disconnect(&self.stats);
+            if let Some(modules) = &link.modules {
+                modules.release_hardware();
+            }
+            (link.modules.take(), link.streamer.take())
+        };
+        if let Some(mut modules) = modules {
+            modules.destroy();
+        }
+        drop(streamer);
+    }
+}
+
+/// The device's `PnP`/power handler.
+struct StreamDevice(Arc<Shared>);
+
+impl DeviceHandler for StreamDevice {
+    fn prepare_hardware(&self, device: Device) -> Result<(), NtStatus> {
+        {
+            let mut link = self.0.link.lock();
+            let streamer = ContinuousRequestTarget::create(
+                device.handle().cast(),
+                streamer_config(Arc::clone(&self.0.stats)),
+                ModuleAttributes::static_module(),
+            )?;
+            let mut modules = DeviceModules::new();
+            modules.add(&streamer)?;
+            modules.post_create()?;
+            modules.prepare_hardware()?;
+            link.modules = Some(modules);
+            link.streamer = Some(streamer);
+        }
+        let shared = Arc::clone(&self.0);
+        let notification = InterfaceNotification::register(
+            device.driver(),
+            &GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR,
+            true,
+            move |change, name| shared.interface_changed(change, name),
+        )?;
+        self.0.link.lock().notification = Some(notification);
+        Ok(())
+    }
+
+    fn release_hardware(&self, _device: Device) -> Result<(), NtStatus> {
+        self.0.tear_down();
+        Ok(())
+    }
+
+    fn d0_entry(&self, _device: Device, previous: WDF_POWER_DEVICE_STATE) -> Result<(), NtStatus> {
+        let link = self.0.link.lock();
+        link.modules.as_ref().map_or(Ok(()), |modules| {
+            modules.d0_entry(PowerState::from_raw(previous))
+        })
+    }
+
+    fn d0_exit(&self, _device: Device, target: WDF_POWER_DEVICE_STATE) -> Result<(), NtStatus> {
+        if let Some(modules) = &self.0.link.lock().modules {
+            modules.d0_exit(PowerState::from_raw(target));
+        }
+        Ok(())
+    }
+
+    fn surprise_removal(&self, _device: Device) {
+        if let Some(modules) = &self.0.link.lock().modules {
+            modules.surprise_removal();
+        }
+    }
+
+    fn query_remove(&self, _device: Device) -> Result<(), NtStatus> {
+        let link = self.0.link.lock();
+        link.modules
+            .as_ref()
+            .map_or(Ok(()), DeviceModules::query_remove)
+    }
+
+    fn cleanup(&self, _device: Device) {
+        // Normally done by ReleaseHardware already; this also breaks the reference cycle
+        // through the notification callback.
+        self.0.tear_down();
+    }
+}
+
+/// The default queue: statistics.
+struct StatisticsQueue {
+    stats: Arc<Stats>,
+}
+
+impl IoQueueHandler for StatisticsQueue {
+    fn device_control(
+        &self,
+        _queue: Queue,
+        mut request: QueueRequest,
+        ioctl: u32,
+        _input_length: usize,
+        _output_length: usize,
+    ) {
+        if ioctl != IOCTL_DMF_SAMPLE_STREAM_GET_STATISTICS {
+            return request.complete(NtStatus::INVALID_DEVICE_REQUEST);
+        }
+        let statistics = self.stats.snapshot();
+        match request.output_buffer(StreamStatistics::SIZE) {
+            Ok(output) => {
+                output[..StreamStatistics::SIZE].copy_from_slice(&statistics.to_bytes());
+                request.complete_with_information(NtStatus::SUCCESS, StreamStatistics::SIZE);
+            }
+            Err(status) => request.complete(status),
+        }
+    }
+}

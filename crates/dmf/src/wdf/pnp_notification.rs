@@ -54,12 +54,14 @@ pub const GUID_DEVICE_INTERFACE_REMOVAL: GUID = GUID {
 };
 
 impl InterfaceChange {
-    /// Classifies a notification's `Event` GUID. The two events differ in `Data1` and share
-    /// the rest of the GUID's leading fields, which are what is compared here.
+    /// Classifies a notification's `Event` GUID (all 16 bytes are compared).
     #[must_use]
     pub fn from_event(event: &GUID) -> Option<Self> {
         let same = |known: &GUID| {
-            event.Data1 == known.Data1 && event.Data2 == known.Data2 && event.Data3 == known.Data3
+            event.Data1 == known.Data1
+                && event.Data2 == known.Data2
+                && event.Data3 == known.Data3
+                && event.Data4 == known.Data4
         };
         if same(&GUID_DEVICE_INTERFACE_ARRIVAL) {
             Some(Self::Arrival)

@@ -368,19 +368,19 @@ impl Link {
 // ---------------------------------------------------------------------------------------------
 // Device interfaces and PnP notifications.
 
-/// `GUID_DEVICE_INTERFACE_ARRIVAL`.
+/// `GUID_DEVICE_INTERFACE_ARRIVAL` (`{CB3A4004-46F0-11D0-B08F-00609713053F}`, wdmguid.h).
 pub const GUID_DEVICE_INTERFACE_ARRIVAL: GUID = GUID {
     Data1: 0xcb3a_4004,
     Data2: 0x46f0,
     Data3: 0x11d0,
-    Data4: [0xb0, 0x8f, 0x00, 0xa0, 0xc9, 0x0f, 0x57, 0xda],
+    Data4: [0xb0, 0x8f, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3f],
 };
-/// `GUID_DEVICE_INTERFACE_REMOVAL`.
+/// `GUID_DEVICE_INTERFACE_REMOVAL` (`{CB3A4005-46F0-11D0-B08F-00609713053F}`, wdmguid.h).
 pub const GUID_DEVICE_INTERFACE_REMOVAL: GUID = GUID {
     Data1: 0xcb3a_4005,
     Data2: 0x46f0,
     Data3: 0x11d0,
-    Data4: [0xb0, 0x8f, 0x00, 0xa0, 0xc9, 0x0f, 0x57, 0xda],
+    Data4: [0xb0, 0x8f, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3f],
 };
 
 /// Whether two GUIDs are equal.

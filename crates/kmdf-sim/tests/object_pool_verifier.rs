@@ -380,3 +380,35 @@ fn injected_object_creation_failures_hit_the_nth_creation_only() {
     assert!(block.is_null());
     session.end();
 }
+
+#[test]
+fn a_handle_of_another_type_is_reported() {
+    let mut session = Session::begin();
+    session.expect_violation(rules::WRONG_HANDLE_TYPE);
+    let mut lock: wdk_sys::WDFSPINLOCK = core::ptr::null_mut();
+    // SAFETY: the out pointer is a valid local.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfSpinLockCreate,
+            wdk_sys::WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut lock
+        )
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    let mut size = 0usize;
+    // SAFETY: a spin lock passed as memory on purpose; the simulation reports it and returns null.
+    let buffer = unsafe {
+        call_unsafe_wdf_function_binding!(WdfMemoryGetBuffer, lock.cast(), &raw mut size)
+    };
+    assert!(buffer.is_null());
+    let reports = sim::verifier::take_reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].rule, rules::WRONG_HANDLE_TYPE);
+    assert!(
+        reports[0].message.contains("WDFSPINLOCK"),
+        "{}",
+        reports[0].message
+    );
+    delete(lock.cast());
+    session.end();
+}

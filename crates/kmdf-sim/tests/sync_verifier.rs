@@ -739,3 +739,26 @@ fn delay_waits_for_the_interval() {
     );
     session.end();
 }
+
+#[test]
+fn releasing_the_callers_spin_lock_inside_a_callback_is_reported() {
+    let mut session = Session::begin();
+    session.expect_violation(rules::IRQL_NOT_RESTORED);
+    let lock = spin_lock();
+    acquire(lock);
+    assert_eq!(irql(), DISPATCH);
+    // A callback that releases a lock its caller holds returns at a lower IRQL than it was
+    // called at.
+    sim::at_irql(DISPATCH, || release(lock));
+    let reports = sim::verifier::take_reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].rule, rules::IRQL_NOT_RESTORED);
+    assert!(
+        reports[0].message.contains("returned at IRQL 0"),
+        "{}",
+        reports[0].message
+    );
+    // SAFETY: the lock is live and no longer held.
+    unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, lock.cast()) };
+    session.end();
+}

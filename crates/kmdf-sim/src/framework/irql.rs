@@ -27,18 +27,11 @@ pub(crate) fn set(level: KIRQL) -> KIRQL {
     IRQL.with(|irql| irql.replace(level))
 }
 
-/// Raises to `level` (never lowers) and returns the previous IRQL.
+/// Raises to `level` and returns the previous IRQL. Callers check first that the current IRQL
+/// is not above `level` (the framework's own IRQL rules), so this never lowers.
 pub(crate) fn raise(level: KIRQL) -> KIRQL {
     let old = current();
-    if level < old {
-        verifier::report(
-            rules::IRQL_LOWERED_BY_RAISE,
-            "thread",
-            format!("raising to IRQL {level} from the higher IRQL {old}"),
-        );
-        return old;
-    }
-    set(level)
+    set(level.max(old))
 }
 
 /// Notes that the calling thread now holds one more spin lock.
@@ -83,18 +76,22 @@ pub(crate) fn run_callback<R>(level: KIRQL, callback: &str, f: impl FnOnce() -> 
     let result = f();
     let held_after = spin_locks_held();
     let level_after = current();
-    if held_after != held_before {
+    if held_after > held_before {
         verifier::report(
             rules::SPIN_LOCK_HELD_ON_RETURN,
             callback,
             format!("returned holding {} spin lock(s)", held_after - held_before),
         );
         SPIN_LOCKS_HELD.with(|held| held.set(held_before));
-    } else if level_after != level {
+    } else if held_after < held_before || level_after != level {
+        // Releasing a lock its caller holds also changes the IRQL under the caller's feet.
         verifier::report(
             rules::IRQL_NOT_RESTORED,
             callback,
-            format!("called at IRQL {level}, returned at IRQL {level_after}"),
+            format!(
+                "called at IRQL {level} holding {held_before} spin lock(s), returned at IRQL \
+                 {level_after} holding {held_after}"
+            ),
         );
     }
     set(previous);

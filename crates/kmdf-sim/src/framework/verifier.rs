@@ -20,10 +20,9 @@ pub mod rules {
     pub const PAGED_ALLOCATION_AT_DISPATCH: &str = "paged pool allocation at DISPATCH_LEVEL";
     /// A callback returned holding a spin lock.
     pub const SPIN_LOCK_HELD_ON_RETURN: &str = "spin lock held when a callback returned";
-    /// A callback returned at an IRQL other than the one it was called at.
+    /// A callback returned at an IRQL other than the one it was called at (for instance after
+    /// releasing a spin lock its caller holds).
     pub const IRQL_NOT_RESTORED: &str = "IRQL not restored when a callback returned";
-    /// A raise to a lower IRQL.
-    pub const IRQL_LOWERED_BY_RAISE: &str = "IRQL raise to a lower level";
     /// A spin lock was acquired twice by its owner or released by a thread that does not own it.
     pub const SPIN_LOCK_MISUSE: &str = "spin lock misuse";
     /// Objects were still alive at teardown.

@@ -212,6 +212,7 @@ unsafe extern "C" fn wdf_driver_create(
             if object::default_parent() == 0 {
                 object::set_default_parent(handle);
             }
+            object::enter_driver(handle);
             crate::sim::pnp::driver_created(driver_object as usize, handle);
             if !driver.is_null() {
                 // SAFETY: a non-null out pointer is writable by the API contract.

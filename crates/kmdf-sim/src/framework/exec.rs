@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::irql;
+use super::{irql, object};
 use crate::types::KIRQL;
 
 /// Framework worker threads; more than one so a blocking passive job cannot starve the rest.
@@ -19,6 +19,8 @@ const PICK_WINDOW: u64 = 3;
 
 struct Job {
     due: Option<Instant>,
+    /// The driver whose code the job runs (0: none known).
+    driver: usize,
     level: KIRQL,
     name: &'static str,
     run: Box<dyn FnOnce() + Send>,
@@ -98,8 +100,20 @@ fn ensure_workers(state: &mut State) {
 
 /// Runs `run` on a framework thread at `level` as soon as possible.
 pub(crate) fn submit(level: KIRQL, name: &'static str, run: impl FnOnce() + Send + 'static) {
+    submit_as(object::current_driver(), level, name, run);
+}
+
+/// Like [`submit`], running the job as code of `driver` (e.g. a completion routine runs as the
+/// driver that sent the request, whoever completed it).
+pub(crate) fn submit_as(
+    driver: usize,
+    level: KIRQL,
+    name: &'static str,
+    run: impl FnOnce() + Send + 'static,
+) {
     enqueue(Job {
         due: None,
+        driver,
         level,
         name,
         run: Box::new(run),
@@ -113,8 +127,20 @@ pub(crate) fn submit_at(
     name: &'static str,
     run: impl FnOnce() + Send + 'static,
 ) {
+    submit_at_as(object::current_driver(), due, level, name, run);
+}
+
+/// Like [`submit_at`], running the job as code of `driver`.
+pub(crate) fn submit_at_as(
+    driver: usize,
+    due: Instant,
+    level: KIRQL,
+    name: &'static str,
+    run: impl FnOnce() + Send + 'static,
+) {
     enqueue(Job {
         due: Some(due),
+        driver,
         level,
         name,
         run: Box::new(run),
@@ -182,7 +208,9 @@ fn worker() {
                         std::thread::yield_now();
                     }
                 }
-                irql::run_callback(job.level, job.name, job.run);
+                object::with_driver(job.driver, || {
+                    irql::run_callback(job.level, job.name, job.run);
+                });
                 state = self::state();
                 state.running -= 1;
                 if state.running == 0 && state.idle_waiters > 0 {

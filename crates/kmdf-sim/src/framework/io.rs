@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{exec, irql};
+use super::{exec, irql, object};
 use crate::constants::{
     STATUS_INVALID_PARAMETER, STATUS_NO_SUCH_DEVICE, STATUS_OBJECT_NAME_EXISTS,
     STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS,
@@ -222,6 +222,10 @@ pub(crate) trait Opener: Send + Sync {
     fn remove_canceled(&self);
     /// The device is gone (removed or surprise-removed).
     fn remove_complete(&self);
+    /// The driver the notifications belong to (0: none).
+    fn driver(&self) -> usize {
+        0
+    }
 }
 
 /// A named device: one entry per symbolic link name.
@@ -328,14 +332,18 @@ impl Link {
         let listeners = self.listeners();
         let mut agreed = Vec::new();
         for listener in listeners {
-            let status = irql::run_callback(irql::PASSIVE, "query-remove notification", || {
-                listener.query_remove()
+            let status = object::with_driver(listener.driver(), || {
+                irql::run_callback(irql::PASSIVE, "query-remove notification", || {
+                    listener.query_remove()
+                })
             });
             if status < 0 {
                 for listener in agreed.iter().rev() {
                     let listener: &Arc<dyn Opener> = listener;
-                    irql::run_callback(irql::PASSIVE, "remove-canceled notification", || {
-                        listener.remove_canceled();
+                    object::with_driver(listener.driver(), || {
+                        irql::run_callback(irql::PASSIVE, "remove-canceled notification", || {
+                            listener.remove_canceled();
+                        });
                     });
                 }
                 return false;
@@ -348,8 +356,10 @@ impl Link {
     /// The removal that a successful query announced was cancelled.
     pub(crate) fn remove_canceled(&self) {
         for listener in self.listeners() {
-            irql::run_callback(irql::PASSIVE, "remove-canceled notification", || {
-                listener.remove_canceled();
+            object::with_driver(listener.driver(), || {
+                irql::run_callback(irql::PASSIVE, "remove-canceled notification", || {
+                    listener.remove_canceled();
+                });
             });
         }
     }
@@ -358,8 +368,10 @@ impl Link {
     pub(crate) fn remove_complete(&self) {
         self.removed.store(true, Ordering::Release);
         for listener in self.listeners() {
-            irql::run_callback(irql::PASSIVE, "remove-complete notification", || {
-                listener.remove_complete();
+            object::with_driver(listener.driver(), || {
+                irql::run_callback(irql::PASSIVE, "remove-complete notification", || {
+                    listener.remove_complete();
+                });
             });
         }
     }
@@ -414,6 +426,8 @@ struct Interface {
 
 struct Listener {
     id: u64,
+    /// The driver that registered (its callback runs as that driver's code).
+    driver: usize,
     class: GUID,
     callback: unsafe extern "C" fn(PVOID, PVOID) -> NTSTATUS,
     context: usize,
@@ -497,9 +511,14 @@ fn post(listener: &Arc<Listener>, arrival: bool, name: String) {
     lock(&listener.pending).push_back((arrival, name));
     if !listener.draining.swap(true, Ordering::AcqRel) {
         let listener = listener.clone();
-        exec::submit(irql::PASSIVE, "PnP notification callback", move || {
-            drain(&listener);
-        });
+        exec::submit_as(
+            listener.driver,
+            irql::PASSIVE,
+            "PnP notification callback",
+            move || {
+                drain(&listener);
+            },
+        );
     }
 }
 
@@ -618,6 +637,7 @@ pub mod kernel {
         let class: GUID = unsafe { EventCategoryData.cast::<GUID>().read() };
         let id = NEXT_LISTENER.fetch_add(0x10, Ordering::Relaxed);
         let listener = Arc::new(Listener {
+            driver: object::current_driver(),
             id,
             class,
             callback,

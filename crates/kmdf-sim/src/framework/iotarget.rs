@@ -295,6 +295,10 @@ struct TargetOpener {
 }
 
 impl Opener for TargetOpener {
+    fn driver(&self) -> usize {
+        object::driver_of(self.target)
+    }
+
     fn query_remove(&self) -> NTSTATUS {
         let Some(object) = quiet(self.target) else {
             return STATUS_SUCCESS;

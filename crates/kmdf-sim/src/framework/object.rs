@@ -200,14 +200,61 @@ pub(crate) fn handle_ptr<T>(handle: usize) -> *mut T {
     handle as *mut T
 }
 
-/// The parent new objects get when the driver names none (the WDFDRIVER once it exists).
-pub(crate) fn default_parent() -> usize {
-    DEFAULT_PARENT.load(Ordering::Acquire)
+thread_local! {
+    /// The WDFDRIVER whose code runs on this thread (0: none known).
+    static CURRENT_DRIVER: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
 }
 
-/// Sets the default parent (the driver object), or 0.
+/// The parent new objects get when the driver names none: the WDFDRIVER whose code is running
+/// (several drivers can be loaded in one simulation), else the first driver loaded (code
+/// running on a test's own thread).
+pub(crate) fn default_parent() -> usize {
+    match CURRENT_DRIVER.with(core::cell::Cell::get) {
+        0 => DEFAULT_PARENT.load(Ordering::Acquire),
+        driver => driver,
+    }
+}
+
+/// Sets the fallback default parent (the first driver object), or 0.
 pub(crate) fn set_default_parent(handle: usize) {
     DEFAULT_PARENT.store(handle, Ordering::Release);
+}
+
+/// The driver whose code runs on this thread, if known.
+pub(crate) fn current_driver() -> usize {
+    CURRENT_DRIVER.with(core::cell::Cell::get)
+}
+
+/// Marks `driver` as the driver whose code runs on this thread until the matching
+/// [`with_driver`] returns (used by `WdfDriverCreate` inside `DriverEntry`).
+pub(crate) fn enter_driver(driver: usize) {
+    CURRENT_DRIVER.with(|current| current.set(driver));
+}
+
+/// Runs `f` as code of `driver` (0 leaves the thread's driver as it is).
+pub(crate) fn with_driver<R>(driver: usize, f: impl FnOnce() -> R) -> R {
+    if driver == 0 {
+        return f();
+    }
+    let previous = CURRENT_DRIVER.with(|current| current.replace(driver));
+    let result = f();
+    CURRENT_DRIVER.with(|current| current.set(previous));
+    result
+}
+
+/// The WDFDRIVER an object belongs to (found through its parents), or 0.
+pub(crate) fn driver_of(handle: usize) -> usize {
+    let mut handle = handle;
+    while handle != 0 {
+        let Some(object) = live_object(handle) else {
+            return 0;
+        };
+        if object.kind == crate::framework::device::DRIVER_KIND {
+            return handle;
+        }
+        handle = object.parent();
+    }
+    0
 }
 
 /// What a creation reads from a caller's `WDF_OBJECT_ATTRIBUTES`.

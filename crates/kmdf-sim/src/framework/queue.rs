@@ -150,6 +150,12 @@ fn pump(handle: usize) {
 }
 
 fn present(queue: usize, q: &Queue, request_object: &Arc<Object>) {
+    object::with_driver(object::driver_of(queue), || {
+        present_as_driver(queue, q, request_object);
+    });
+}
+
+fn present_as_driver(queue: usize, q: &Queue, request_object: &Arc<Object>) {
     let Some(irp) = lock(&request::payload(request_object).state)
         .incoming
         .clone()
@@ -252,19 +258,23 @@ fn on_packet_cancel(request_handle: usize) {
     };
     match action {
         Cancel::OnQueue(Some(callback)) => {
-            // SAFETY: the driver's callback; the driver now owns the request and completes it.
-            irql::run_callback(irql::current(), "EvtIoCanceledOnQueue", || unsafe {
-                callback(
-                    object::handle_ptr(queue),
-                    object::handle_ptr(request_handle),
-                );
+            object::with_driver(object::driver_of(queue), || {
+                // SAFETY: the driver's callback; the driver now owns the request and completes it.
+                irql::run_callback(irql::current(), "EvtIoCanceledOnQueue", || unsafe {
+                    callback(
+                        object::handle_ptr(queue),
+                        object::handle_ptr(request_handle),
+                    );
+                });
             });
         }
         Cancel::OnQueue(None) => finish(&request_object, STATUS_CANCELLED, 0, true),
         Cancel::Driver(Some(routine)) => {
-            // SAFETY: the cancel routine the driver registered for this request.
-            irql::run_callback(irql::current(), "EvtRequestCancel", || unsafe {
-                routine(object::handle_ptr(request_handle));
+            object::with_driver(object::driver_of(request_handle), || {
+                // SAFETY: the cancel routine the driver registered for this request.
+                irql::run_callback(irql::current(), "EvtRequestCancel", || unsafe {
+                    routine(object::handle_ptr(request_handle));
+                });
             });
         }
         Cancel::Driver(None) | Cancel::Nothing => {}

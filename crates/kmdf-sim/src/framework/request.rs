@@ -426,22 +426,28 @@ fn on_packet_complete(
         return;
     }
     let params = request.params_ptr() as usize;
-    exec::submit(irql::DISPATCH, "EvtRequestCompletionRoutine", move || {
-        if let Some(routine) = routine {
-            // SAFETY: the driver set this routine for this request; the request is referenced
-            // until the routine returns, so its parameters stay valid.
-            unsafe {
-                routine(
-                    object::handle_ptr(request_handle),
-                    object::handle_ptr(target_handle),
-                    params as PWDF_REQUEST_COMPLETION_PARAMS,
-                    context as WDFCONTEXT,
-                );
+    let sender = object::driver_of(request_handle);
+    exec::submit_as(
+        sender,
+        irql::DISPATCH,
+        "EvtRequestCompletionRoutine",
+        move || {
+            if let Some(routine) = routine {
+                // SAFETY: the driver set this routine for this request; the request is referenced
+                // until the routine returns, so its parameters stay valid.
+                unsafe {
+                    routine(
+                        object::handle_ptr(request_handle),
+                        object::handle_ptr(target_handle),
+                        params as PWDF_REQUEST_COMPLETION_PARAMS,
+                        context as WDFCONTEXT,
+                    );
+                }
             }
-        }
-        iotarget::request_finished(target_handle);
-        object::dereference(&object, "request completion");
-    });
+            iotarget::request_finished(target_handle);
+            object::dereference(&object, "request completion");
+        },
+    );
 }
 
 #[allow(

@@ -93,7 +93,8 @@ impl Payload for Timer {
 
 fn schedule(object: &Arc<Object>, timer: &Timer, due: Instant, generation: u64) {
     let job = Arc::clone(object);
-    exec::submit_at(due, timer.level, "EvtTimerFunc", move || {
+    let driver = crate::framework::object::driver_of(object.handle);
+    exec::submit_at_as(driver, due, timer.level, "EvtTimerFunc", move || {
         fire(&job, due, generation);
     });
 }

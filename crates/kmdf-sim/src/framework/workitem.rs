@@ -235,7 +235,9 @@ unsafe extern "C" fn wdf_work_item_enqueue(_globals: PWDF_DRIVER_GLOBALS, work_i
     }
     object::reference(&object);
     let job = Arc::clone(&object);
-    super::exec::submit(irql::PASSIVE, "EvtWorkItemFunc", move || run(&job));
+    // The callback is the work item's driver's code, whoever enqueued it.
+    let driver = object::driver_of(object.handle);
+    super::exec::submit_as(driver, irql::PASSIVE, "EvtWorkItemFunc", move || run(&job));
 }
 
 unsafe extern "C" fn wdf_work_item_get_parent_object(

@@ -86,10 +86,13 @@ impl Driver {
             MaximumLength: (path.len() * 2) as u16,
             Buffer: path.as_ptr().cast_mut(),
         };
+        let caller = object::current_driver();
         let status = irql::run_callback(irql::PASSIVE, "DriverEntry", || {
             // SAFETY: the driver's entry point, called as the I/O manager does.
             unsafe { entry(address as PDRIVER_OBJECT, &raw const registry_path) }
         });
+        // WdfDriverCreate made the new driver this thread's driver for the rest of DriverEntry.
+        object::enter_driver(caller);
         let handle = lock(&REGISTRY).drivers.get(&address).copied();
         match handle {
             Some(handle) if status >= 0 => Ok(Self {
@@ -120,9 +123,11 @@ impl Driver {
             .ok_or(crate::constants::STATUS_INVALID_DEVICE_REQUEST)?;
         let mut init = DeviceInit::new(self.handle);
         let init_ptr: PWDFDEVICE_INIT = (&raw mut *init).cast();
-        let status = irql::run_callback(irql::PASSIVE, "EvtDriverDeviceAdd", || {
-            // SAFETY: the driver's callback, with its driver handle and a live init.
-            unsafe { device_add(object::handle_ptr(self.handle), init_ptr) }
+        let status = object::with_driver(self.handle, || {
+            irql::run_callback(irql::PASSIVE, "EvtDriverDeviceAdd", || {
+                // SAFETY: the driver's callback, with its driver handle and a live init.
+                unsafe { device_add(object::handle_ptr(self.handle), init_ptr) }
+            })
         });
         let created = init.device;
         if status < 0 {
@@ -152,9 +157,11 @@ impl Driver {
         };
         let unload = object.payload::<device::Driver>().and_then(|d| d.unload);
         if let Some(unload) = unload {
-            irql::run_callback(irql::PASSIVE, "EvtDriverUnload", || {
-                // SAFETY: the driver's callback with its own handle.
-                unsafe { unload(object::handle_ptr(self.handle)) }
+            object::with_driver(self.handle, || {
+                irql::run_callback(irql::PASSIVE, "EvtDriverUnload", || {
+                    // SAFETY: the driver's callback with its own handle.
+                    unsafe { unload(object::handle_ptr(self.handle)) }
+                });
             });
         }
         for child in object::live_objects() {
@@ -187,8 +194,11 @@ fn with_callbacks<R>(device: usize, f: impl FnOnce(&device::Device) -> R) -> Opt
     object::live_object(device).and_then(|o| o.payload::<device::Device>().map(f))
 }
 
-fn call(name: &str, f: impl FnOnce() -> NTSTATUS) -> NTSTATUS {
-    irql::run_callback(irql::PASSIVE, name, f)
+/// Runs one of `device`'s `PnP`/power callbacks as code of the device's driver.
+fn call(device: usize, name: &str, f: impl FnOnce() -> NTSTATUS) -> NTSTATUS {
+    object::with_driver(object::driver_of(device), || {
+        irql::run_callback(irql::PASSIVE, name, f)
+    })
 }
 
 impl Device {
@@ -212,7 +222,7 @@ impl Device {
             with_callbacks(handle, |d| d.pnp).ok_or(crate::constants::STATUS_NO_SUCH_DEVICE)?;
         if let Some(prepare) = pnp.EvtDevicePrepareHardware {
             // SAFETY: the driver's callback for this device (no resources are simulated).
-            let status = call("EvtDevicePrepareHardware", || unsafe {
+            let status = call(self.handle, "EvtDevicePrepareHardware", || unsafe {
                 prepare(self.handle(), core::ptr::null_mut(), core::ptr::null_mut())
             });
             if status < 0 {
@@ -231,7 +241,7 @@ impl Device {
             .ok_or(crate::constants::STATUS_NO_SUCH_DEVICE)?;
         if let Some(entry) = pnp.EvtDeviceD0Entry {
             // SAFETY: the driver's callback for this device.
-            let status = call("EvtDeviceD0Entry", || unsafe {
+            let status = call(self.handle, "EvtDeviceD0Entry", || unsafe {
                 entry(self.handle(), previous)
             });
             if status < 0 {
@@ -245,7 +255,9 @@ impl Device {
         crate::framework::queue::device_powered(self.handle, false);
         if let Some(exit) = with_callbacks(self.handle, |d| d.pnp.EvtDeviceD0Exit).flatten() {
             // SAFETY: the driver's callback for this device.
-            call("EvtDeviceD0Exit", || unsafe { exit(self.handle(), target) });
+            call(self.handle, "EvtDeviceD0Exit", || unsafe {
+                exit(self.handle(), target)
+            });
         }
     }
 
@@ -273,7 +285,10 @@ impl Device {
     pub fn query_remove(&self) -> bool {
         if let Some(query) = with_callbacks(self.handle, |d| d.pnp.EvtDeviceQueryRemove).flatten() {
             // SAFETY: the driver's callback for this device.
-            if call("EvtDeviceQueryRemove", || unsafe { query(self.handle()) }) < 0 {
+            if call(self.handle, "EvtDeviceQueryRemove", || unsafe {
+                query(self.handle())
+            }) < 0
+            {
                 return false;
             }
         }
@@ -312,7 +327,7 @@ impl Device {
         if let Some(surprise) =
             with_callbacks(self.handle, |d| d.pnp.EvtDeviceSurpriseRemoval).flatten()
         {
-            call("EvtDeviceSurpriseRemoval", || {
+            call(self.handle, "EvtDeviceSurpriseRemoval", || {
                 // SAFETY: the driver's callback for this device.
                 unsafe { surprise(self.handle()) };
                 0
@@ -337,7 +352,7 @@ impl Device {
             with_callbacks(self.handle, |d| d.pnp.EvtDeviceReleaseHardware).flatten()
         {
             // SAFETY: the driver's callback for this device.
-            call("EvtDeviceReleaseHardware", || unsafe {
+            call(self.handle, "EvtDeviceReleaseHardware", || unsafe {
                 release(self.handle(), core::ptr::null_mut())
             });
         }

@@ -9,11 +9,10 @@
     reason = "nanosecond and per-cycle figures for printing"
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -24,33 +23,8 @@ use dmf::modules::buffer_queue::{BufferQueue, BufferQueueConfig};
 use dmf::wdf::{Memory, PoolType};
 use wdk_sys::sim::Session;
 
-/// Counts every allocation made by the process.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: wdk_sys::sim::heap::CountingAllocator = wdk_sys::sim::heap::CountingAllocator;
 
 const BUFFERS: usize = 64;
 const SIZE: usize = 64;
@@ -163,11 +137,11 @@ fn allocations_per_cycle(cycle: &dyn Fn()) -> f64 {
     for _ in 0..100 {
         cycle();
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = wdk_sys::sim::heap::allocations();
     for _ in 0..N {
         cycle();
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+    (wdk_sys::sim::heap::allocations() - before) as f64 / N as f64
 }
 
 fn ns_per_cycle(threads: usize, cycle: &(dyn Fn() + Sync)) -> f64 {

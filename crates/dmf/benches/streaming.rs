@@ -16,7 +16,6 @@
     reason = "rates and per-request figures for printing"
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -29,41 +28,13 @@ use dmf::modules::continuous_request_target::{
 use dmf::wdf::io_target::{IoTarget, RemoveCallbacks};
 use dmf::wdf::request::{Completion, MemoryRange, Request, SharedCompletion, Timeout};
 use dmf::wdf::{Memory, NtStatus, PoolType};
+use wdk_sys::WDFOBJECT;
 use wdk_sys::sim::Session;
 use wdk_sys::sim::pnp::{Device, Driver};
 use wdk_sys::sim::target::{ProgrammableTarget, Response};
-use wdk_sys::{
-    NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT, WDF_DRIVER_CONFIG,
-    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, call_unsafe_wdf_function_binding,
-};
-
-/// Counts every allocation made by the process.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: wdk_sys::sim::heap::CountingAllocator = wdk_sys::sim::heap::CountingAllocator;
 
 /// Requests kept in flight by each path.
 const REQUESTS: usize = 4;
@@ -76,40 +47,19 @@ const ROUNDS: usize = 3;
 const IOCTL: u32 = 0x0022_6000;
 const SAMPLE: usize = 24;
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init and a valid out pointer.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
+/// The benchmark's host driver: one plain device per `add_device`.
+struct BenchDriver;
+
+impl dmf::wdf::entry::DriverCallbacks for BenchDriver {
+    fn device_add(
+        _driver: dmf::wdf::driver::Driver,
+        init: dmf::wdf::device::DeviceInit,
+    ) -> Result<(), dmf::wdf::NtStatus> {
+        init.create(None).map(|_| ())
     }
 }
 
-unsafe extern "C" fn driver_entry(
-    driver_object: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
-    // SAFETY: arguments as DriverEntry received them.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
-}
+dmf::driver_entry!(BenchDriver);
 
 /// A driver, its device and a programmable target answering each request at once.
 struct Rig {
@@ -186,12 +136,12 @@ fn measure(counter: &AtomicU64, completions: u64) -> Window {
     let start_count = counter.load(Ordering::Acquire);
     wait_for(counter, start_count + WARM_UP);
     let from = counter.load(Ordering::Acquire);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = wdk_sys::sim::heap::allocations();
     let started = Instant::now();
     wait_for(counter, from + completions);
     Window {
         elapsed: started.elapsed(),
-        allocations: ALLOCATIONS.load(Ordering::Relaxed) - allocations,
+        allocations: wdk_sys::sim::heap::allocations() - allocations,
     }
 }
 

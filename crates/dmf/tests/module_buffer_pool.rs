@@ -293,8 +293,7 @@ fn sink_timer_expires_buffer_to_callback_at_passive_level() {
 }
 
 fn current_irql() -> u8 {
-    // SAFETY: KeGetCurrentIrql has no preconditions.
-    unsafe { wdk_sys::ntddk::KeGetCurrentIrql() }
+    dmf::wdf::irql::current()
 }
 
 #[test]

@@ -19,8 +19,7 @@ fn device() -> Memory {
 }
 
 fn current_irql() -> u8 {
-    // SAFETY: KeGetCurrentIrql has no preconditions.
-    unsafe { wdk_sys::ntddk::KeGetCurrentIrql() }
+    dmf::wdf::irql::current()
 }
 
 fn work_item(

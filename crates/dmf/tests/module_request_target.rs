@@ -21,8 +21,7 @@ fn recorder() -> (impl Fn() -> SendCompletion, mpsc::Receiver<Outcome>) {
     let make = move || -> SendCompletion {
         let sender = sender.clone();
         Box::new(move |result: &SendResult<'_>| {
-            // SAFETY: reads the current thread's IRQL.
-            let irql = unsafe { wdk_sys::ntddk::KeGetCurrentIrql() };
+            let irql = dmf::wdf::irql::current();
             sender
                 .send((
                     result.status,

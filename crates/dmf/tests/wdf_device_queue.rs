@@ -7,18 +7,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dmf::wdf::NtStatus;
-use dmf::wdf::device::{DeviceInit, IoType, PnpPowerCallbacks};
-use dmf::wdf::driver::{Driver, DriverConfig};
+use dmf::wdf::device::{Device, DeviceInit, IoType};
+use dmf::wdf::device_handler::{DeviceHandler, create_device};
+use dmf::wdf::driver::Driver;
+use dmf::wdf::entry::{DriverCallbacks, IoQueueHandler, create_queue};
 use dmf::wdf::queue::{
     DispatchType, Queue, QueueConfig, QueueRequest, RequestParameters, RequestType,
 };
 use wdk_sys::sim::Session;
 use wdk_sys::sim::pnp::Driver as SimDriver;
 use wdk_sys::sim::user::File;
-use wdk_sys::{
-    GUID, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT, STATUS_SUCCESS,
-    WDF_POWER_DEVICE_STATE, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST,
-};
+use wdk_sys::{GUID, STATUS_SUCCESS, WDF_POWER_DEVICE_STATE, WDFQUEUE};
 
 const CLASS: GUID = GUID {
     Data1: 0xdead_beef,
@@ -32,108 +31,94 @@ const IOCTL_PARK: u32 = 0x11;
 static MANUAL: AtomicUsize = AtomicUsize::new(0);
 static EVENTS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
-unsafe extern "C" fn d0_entry(_device: WDFDEVICE, _previous: WDF_POWER_DEVICE_STATE) -> NTSTATUS {
-    EVENTS.lock().unwrap().push("D0Entry");
-    STATUS_SUCCESS
-}
+/// The device's power callbacks.
+struct TestDevice;
 
-unsafe extern "C" fn d0_exit(_device: WDFDEVICE, _target: WDF_POWER_DEVICE_STATE) -> NTSTATUS {
-    EVENTS.lock().unwrap().push("D0Exit");
-    STATUS_SUCCESS
-}
+impl DeviceHandler for TestDevice {
+    fn d0_entry(&self, _device: Device, _previous: WDF_POWER_DEVICE_STATE) -> Result<(), NtStatus> {
+        EVENTS.lock().unwrap().push("D0Entry");
+        Ok(())
+    }
 
-unsafe extern "C" fn io_device_control(
-    _queue: WDFQUEUE,
-    request: WDFREQUEST,
-    _output: usize,
-    _input: usize,
-    code: u32,
-) {
-    // SAFETY: the framework presented this request to this callback.
-    let mut request = unsafe { QueueRequest::from_raw(request) };
-    let RequestParameters::DeviceControl {
-        ioctl,
-        input_length,
-        ..
-    } = request.parameters()
-    else {
-        request.complete(NtStatus::INVALID_DEVICE_REQUEST);
-        return;
-    };
-    assert_eq!(ioctl, code);
-    match code {
-        IOCTL_SUM => {
-            let sum = match request.input_buffer(1) {
-                Ok(input) => input.iter().map(|&b| u32::from(b)).sum::<u32>(),
-                Err(status) => return request.complete(status),
-            };
-            assert!(input_length >= 1);
-            match request.output_buffer(4) {
-                Ok(output) => output[..4].copy_from_slice(&sum.to_le_bytes()),
-                Err(status) => return request.complete(status),
-            }
-            request.complete_with_information(NtStatus::SUCCESS, 4);
-        }
-        IOCTL_PARK => {
-            if let Err((request, status)) =
-                request.forward_to(Queue::from_raw(MANUAL.load(Ordering::SeqCst) as WDFQUEUE))
-            {
-                request.complete(status);
-            }
-        }
-        _ => request.complete(NtStatus::INVALID_DEVICE_REQUEST),
+    fn d0_exit(&self, _device: Device, _target: WDF_POWER_DEVICE_STATE) -> Result<(), NtStatus> {
+        EVENTS.lock().unwrap().push("D0Exit");
+        Ok(())
     }
 }
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
-    // SAFETY: the init this callback received.
-    let mut init = unsafe { DeviceInit::from_raw(init) };
-    init.set_pnp_power_callbacks(&PnpPowerCallbacks {
-        d0_entry: Some(d0_entry),
-        d0_exit: Some(d0_exit),
-        ..Default::default()
-    });
-    init.set_io_type(IoType::Buffered);
-    let result = (|| {
-        let device = init.create(None)?;
+/// The default queue's handler: sums input bytes, or parks the request on the manual queue.
+struct DefaultQueue;
+
+impl IoQueueHandler for DefaultQueue {
+    fn device_control(
+        &self,
+        _queue: Queue,
+        mut request: QueueRequest,
+        code: u32,
+        _input_length: usize,
+        _output_length: usize,
+    ) {
+        let RequestParameters::DeviceControl {
+            ioctl,
+            input_length,
+            ..
+        } = request.parameters()
+        else {
+            request.complete(NtStatus::INVALID_DEVICE_REQUEST);
+            return;
+        };
+        assert_eq!(ioctl, code);
+        match code {
+            IOCTL_SUM => {
+                let sum = match request.input_buffer(1) {
+                    Ok(input) => input.iter().map(|&b| u32::from(b)).sum::<u32>(),
+                    Err(status) => return request.complete(status),
+                };
+                assert!(input_length >= 1);
+                match request.output_buffer(4) {
+                    Ok(output) => output[..4].copy_from_slice(&sum.to_le_bytes()),
+                    Err(status) => return request.complete(status),
+                }
+                request.complete_with_information(NtStatus::SUCCESS, 4);
+            }
+            IOCTL_PARK => {
+                if let Err((request, status)) =
+                    request.forward_to(Queue::from_raw(MANUAL.load(Ordering::SeqCst) as WDFQUEUE))
+                {
+                    request.complete(status);
+                }
+            }
+            _ => request.complete(NtStatus::INVALID_DEVICE_REQUEST),
+        }
+    }
+}
+
+/// The driver: one device with a parallel default queue and a manual queue for reads.
+struct TestDriver;
+
+impl DriverCallbacks for TestDriver {
+    fn device_add(_driver: Driver, mut init: DeviceInit) -> Result<(), NtStatus> {
+        init.set_io_type(IoType::Buffered);
+        let pending = create_device::<TestDevice>(init)?;
+        let device = pending.install(TestDevice)?;
         device.create_device_interface(&CLASS, None)?;
-        let mut config = QueueConfig::new(DispatchType::Parallel, true);
-        config.io_device_control = Some(io_device_control);
-        Queue::create(device, &config)?;
+        create_queue(
+            device,
+            &QueueConfig::new(DispatchType::Parallel, true),
+            false,
+            DefaultQueue,
+        )?;
         let mut manual = QueueConfig::new(DispatchType::Manual, false);
         manual.power_managed = Some(false);
         let manual = Queue::create(device, &manual)?;
         manual.receive(device, RequestType::Read)?;
         MANUAL.store(manual.handle() as usize, Ordering::SeqCst);
         assert!(!device.default_queue().is_null());
-        Ok::<_, NtStatus>(())
-    })();
-    NtStatus::from_result(result).raw()
-}
-
-unsafe extern "C" fn driver_entry(
-    driver_object: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    // SAFETY: DriverEntry's own arguments.
-    let driver = unsafe {
-        Driver::create(
-            driver_object,
-            registry_path,
-            DriverConfig {
-                device_add: Some(device_add),
-                unload: None,
-            },
-        )
-    };
-    match driver {
-        Ok(driver) => {
-            assert_eq!(driver.wdm_driver_object(), driver_object);
-            STATUS_SUCCESS
-        }
-        Err(status) => status.raw(),
+        Ok(())
     }
 }
+
+dmf::driver_entry!(TestDriver);
 
 #[test]
 fn driver_device_and_queues_built_with_the_wrappers() {

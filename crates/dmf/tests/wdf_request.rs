@@ -10,55 +10,12 @@ use dmf::wdf::io_target::{IoTarget, IoTargetState, RemoveCallbacks, SentIoAction
 use dmf::wdf::request::{Completion, MemoryRange, Request, RequestCompletion, Timeout};
 use dmf::wdf::{Memory, NtStatus, PoolType};
 use wdk_sys::sim::Session;
-use wdk_sys::sim::pnp::{Device, Driver};
 use wdk_sys::sim::target::{ProgrammableTarget, Response};
-use wdk_sys::{
-    NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT, STATUS_SUCCESS, WDF_DRIVER_CONFIG,
-    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFIOTARGET, WDFREQUEST,
-    call_unsafe_wdf_function_binding,
-};
+use wdk_sys::{STATUS_SUCCESS, WDFIOTARGET, WDFREQUEST};
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init and a valid out pointer.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    }
-}
+mod common;
 
-unsafe extern "C" fn driver_entry(
-    driver_object: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
-    // SAFETY: arguments as DriverEntry received them.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
-}
-
-fn boot() -> (Driver, Device) {
-    let driver = Driver::load(driver_entry).expect("driver loads");
-    let device = driver.add_device().expect("device added");
-    device.start().expect("device starts");
-    (driver, device)
-}
+use common::boot;
 
 fn wide(name: &str) -> Vec<u16> {
     name.encode_utf16().collect()

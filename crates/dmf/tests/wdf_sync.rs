@@ -18,8 +18,7 @@ const PASSIVE: u8 = wdk_sys::PASSIVE_LEVEL as u8;
 const SOON: Duration = Duration::from_secs(5);
 
 fn irql() -> u8 {
-    // SAFETY: reads the calling thread's IRQL.
-    unsafe { wdk_sys::ntddk::KeGetCurrentIrql() }
+    dmf::wdf::irql::current()
 }
 
 #[test]

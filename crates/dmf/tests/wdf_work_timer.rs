@@ -17,8 +17,7 @@ use wdk_sys::{DISPATCH_LEVEL, WDFMEMORY, WDFOBJECT};
 const WAIT: Duration = Duration::from_secs(5);
 
 fn irql() -> u32 {
-    // SAFETY: no preconditions.
-    u32::from(unsafe { wdk_sys::ntddk::KeGetCurrentIrql() })
+    u32::from(dmf::wdf::irql::current())
 }
 
 /// A parent object standing in for the device that owns work items and timers.

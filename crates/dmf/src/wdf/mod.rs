@@ -10,6 +10,7 @@ pub mod driver;
 pub mod entry;
 pub mod event;
 pub mod io_target;
+pub mod irql;
 pub mod memory;
 pub mod object;
 pub mod pnp_notification;

@@ -6,46 +6,22 @@
 use std::time::{Duration, Instant};
 
 use dmf::wdf::io_target::{IoTarget, RemoveCallbacks};
+use wdk_sys::WDFOBJECT;
 use wdk_sys::sim::pnp::{Device, Driver};
-use wdk_sys::{
-    NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT, WDF_DRIVER_CONFIG,
-    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, call_unsafe_wdf_function_binding,
-};
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init and a valid out pointer.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
+/// A driver whose devices have no callbacks of their own.
+struct PlainDriver;
+
+impl dmf::wdf::entry::DriverCallbacks for PlainDriver {
+    fn device_add(
+        _driver: dmf::wdf::driver::Driver,
+        init: dmf::wdf::device::DeviceInit,
+    ) -> Result<(), dmf::wdf::NtStatus> {
+        init.create(None).map(|_| ())
     }
 }
 
-unsafe extern "C" fn driver_entry(
-    driver_object: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
-    // SAFETY: arguments as DriverEntry received them.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
-}
+dmf::driver_entry!(PlainDriver);
 
 /// A loaded driver with one started device.
 pub fn boot() -> (Driver, Device) {

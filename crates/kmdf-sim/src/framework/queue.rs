@@ -659,6 +659,22 @@ unsafe extern "C" fn wdf_io_queue_create(
         );
         return STATUS_INVALID_PARAMETER;
     }
+    if !attributes.is_null() {
+        // SAFETY: as below.
+        let scope = unsafe { (*attributes).SynchronizationScope };
+        if scope == crate::types::_WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeDevice
+            || scope == crate::types::_WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeQueue
+        {
+            // The presentation lock (and KMDF's deferral when its owner re-enters) is not
+            // simulated; silently ignoring it would hide the lock re-entry it is there for.
+            verifier::report(
+                rules::INVALID_ARGUMENT,
+                API,
+                format!("SynchronizationScope {scope} (a presentation lock) is not simulated"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+    }
     let passive = !attributes.is_null()
         // SAFETY: a non-null attributes pointer is a valid WDF_OBJECT_ATTRIBUTES by the API
         // contract (its Size is checked by `Attributes::read` below).

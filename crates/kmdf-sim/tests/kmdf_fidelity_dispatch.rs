@@ -31,6 +31,8 @@ use wdk_sys::*;
 /// How the target device's queue is configured (set before `add_device`).
 static QUEUE_SEQUENTIAL: AtomicBool = AtomicBool::new(false);
 static QUEUE_PASSIVE: AtomicBool = AtomicBool::new(false);
+/// Asks for a queue-level presentation lock (which the simulation refuses).
+static QUEUE_LOCKED: AtomicBool = AtomicBool::new(false);
 /// The symbolic link the next device publishes (empty: none).
 static NEXT_LINK: Mutex<String> = Mutex::new(String::new());
 
@@ -187,7 +189,11 @@ unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -
         } else {
             _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent
         },
-        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        SynchronizationScope: if QUEUE_LOCKED.load(Ordering::SeqCst) {
+            _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeQueue
+        } else {
+            _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent
+        },
         ..Default::default()
     };
     let status = unsafe {
@@ -1076,5 +1082,31 @@ fn a_presented_request_may_be_reused_but_not_given_a_new_irp() {
     delete(request.cast());
     delete(target.cast());
     rig.finish();
+    session.end();
+}
+
+/// KMDF serialises the callbacks of a queue with `WdfSynchronizationScopeQueue` under a
+/// presentation lock and defers to a DPC or work item when its owner re-enters
+/// (`FxIoQueue::CanThreadDispatchEventsLocked`). The simulation does not model that lock, so it
+/// refuses the configuration with a report instead of silently running the callbacks unlocked.
+#[test]
+fn verifier_a_queue_presentation_lock_is_refused_not_ignored() {
+    let mut session = Session::begin();
+    session.expect_violation(rules::INVALID_ARGUMENT);
+    QUEUE_LOCKED.store(true, Ordering::SeqCst);
+    let driver = Driver::load(driver_entry).expect("driver loads");
+    "\\??\\FidelityLocked".clone_into(&mut locked(&NEXT_LINK));
+    let added = driver.add_device();
+    QUEUE_LOCKED.store(false, Ordering::SeqCst);
+    locked(&NEXT_LINK).clear();
+    assert_eq!(added.err(), Some(STATUS_INVALID_PARAMETER));
+    let reports = wdk_sys::sim::verifier::take_reports();
+    assert!(
+        reports.iter().any(
+            |r| r.rule == rules::INVALID_ARGUMENT && r.message.contains("SynchronizationScope")
+        ),
+        "{reports:?}"
+    );
+    driver.unload();
     session.end();
 }

@@ -664,10 +664,9 @@ fn ignore_policy_cancel_is_not_honoured_and_the_answer_completes_the_request() {
     // Held: a cancel does not complete it; the target sees only the packet's cancel flag.
     assert!(bench.send(&log));
     assert!(device.wait_held(1, WAIT));
-    // Not asserted: WdfRequestCancelSentRequest returns TRUE in the older simulation model and
-    // FALSE once `Irp::cancel` reports whether a cancel routine ran, as IoCancelIrp does (no
-    // routine is set here).
-    let _ = cancel(bench.request);
+    // WdfRequestCancelSentRequest returns what IoCancelIrp returns (FxRequestBase::Cancel,
+    // fxrequestbase.cpp): FALSE, since the target set no cancel routine.
+    assert!(!cancel(bench.request), "no cancel routine: IoCancelIrp returns FALSE");
     let counters = device.counters();
     assert_eq!((counters.cancels_received, counters.cancelled), (0, 0));
     assert_eq!(device.pending(), 1);

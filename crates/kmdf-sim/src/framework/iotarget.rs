@@ -13,6 +13,7 @@
 //! returned; the waits of stop, purge and close are expressed with that count.
 
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
 
 use super::io::{self, Irp, Link, MajorFunction, Opener, lock};
 use super::object::{self, Attributes, Object, Payload};
@@ -67,6 +68,9 @@ struct Inner {
     queued: Vec<Arc<Irp>>,
     /// Requests accepted whose completion has not finished (routine returned).
     in_flight: usize,
+    /// For each request that completed and whose completion has not finished, the thread that
+    /// completed it (where its completion routine runs, or is scheduled from).
+    completing_on: Vec<ThreadId>,
     /// Whether the target has a device to format requests for. KMDF clears its target pointers
     /// (and `m_TargetStackSize`) once a closed or deleted target has no sent I/O left
     /// (`FxIoTarget::ClearTargetPointers`, from `GotoRemoveState` or
@@ -103,6 +107,7 @@ impl Target {
                 ignored: Vec::new(),
                 queued: Vec::new(),
                 in_flight: 0,
+                completing_on: Vec::new(),
                 connected: local,
             }),
             changed: Condvar::new(),
@@ -252,6 +257,7 @@ pub(crate) fn packet_done(target: usize, irp: &Arc<Irp>) {
         inner.sent.retain(|s| !Arc::ptr_eq(s, irp));
         inner.ignored.retain(|s| !Arc::ptr_eq(s, irp));
         inner.queued.retain(|s| !Arc::ptr_eq(s, irp));
+        inner.completing_on.push(std::thread::current().id());
         // The last sent packet of a closing target lets go of the device
         // (`RemoveCompletedRequestLocked` -> `ClearTargetPointers`).
         if is_closed(inner.state) && inner.sent.is_empty() && inner.ignored.is_empty() {
@@ -264,7 +270,20 @@ pub(crate) fn packet_done(target: usize, irp: &Arc<Irp>) {
 pub(crate) fn request_finished(target: usize) {
     if let Some(object) = quiet(target) {
         let t = target_of(&object);
-        lock(&t.inner).in_flight -= 1;
+        let mut inner = lock(&t.inner);
+        inner.in_flight -= 1;
+        // Normally the thread that completed the packet (completion routines run inline); a
+        // routine run elsewhere retires the oldest entry.
+        let me = std::thread::current().id();
+        let index = inner
+            .completing_on
+            .iter()
+            .position(|thread| *thread == me)
+            .unwrap_or(0);
+        if index < inner.completing_on.len() {
+            inner.completing_on.remove(index);
+        }
+        drop(inner);
         t.changed.notify_all();
     }
 }
@@ -300,24 +319,25 @@ fn wait_until(t: &Target, done: impl Fn(&Inner) -> bool) {
     }
 }
 
-/// Requests that are on none of the lists but whose completion routine has not returned yet
-/// (they are completing now, perhaps on this very thread).
-fn completing(inner: &Inner) -> usize {
+/// Requests completed on this thread whose completion has not finished: a stop, purge or close
+/// called from their completion routine. KMDF takes a request off its sent list before calling
+/// its completion routine, so such a call does not wait for the request it is called from.
+fn completing_here(inner: &Inner) -> usize {
+    let me = std::thread::current().id();
     inner
-        .in_flight
-        .saturating_sub(inner.sent.len() + inner.ignored.len() + inner.queued.len())
+        .completing_on
+        .iter()
+        .filter(|thread| **thread == me)
+        .count()
 }
 
 /// Waits for the sent I/O of a stop or purge (KMDF's `m_SentIoEvent`): until the sent list is
 /// empty and the completion routines of those requests (and of held requests failed meanwhile)
-/// returned. Held requests and requests sent ignoring the state are not waited for. `already`
-/// is what was completing when the stop or purge began ([`completing`]): like KMDF, which takes
-/// a request off its sent list before calling its completion routine, the wait does not include
-/// those, so a stop called from a completion routine does not wait for itself.
-fn wait_for_sent_io(t: &Target, already: usize) {
+/// returned. Held requests and requests sent ignoring the state are not waited for, nor the
+/// requests whose completion routine is this thread's caller (`here`, [`completing_here`]).
+fn wait_for_sent_io(t: &Target, here: usize) {
     wait_until(t, |inner| {
-        inner.sent.is_empty()
-            && inner.in_flight <= inner.queued.len() + inner.ignored.len() + already
+        inner.sent.is_empty() && inner.in_flight <= inner.queued.len() + inner.ignored.len() + here
     });
 }
 
@@ -345,14 +365,14 @@ fn start(t: &Target) -> NTSTATUS {
 /// sent ignoring the state) are cancelled, and the close waits until all have completed.
 ///
 /// Closing waits for the requests it failed or cancelled, as KMDF waits for its sent I/O; like
-/// the stop wait it leaves out requests that were already completing (a close from a completion
-/// routine does not wait for itself). Deleting waits for every request: KMDF's dispose waits for
-/// the target's I/O count (`WaitForDisposeEvent`), which drops only after completion routines.
+/// the stop wait it does not wait for a completion routine it is called from. Deleting waits for
+/// every request: KMDF's dispose waits for the target's I/O count (`WaitForDisposeEvent`), which
+/// drops only after completion routines returned.
 fn close_inner(t: &Target, state: WDF_IO_TARGET_STATE, unwatch: bool) {
-    let (link, file, watch, held, sent, already) = {
+    let (link, file, watch, held, sent, here) = {
         let mut inner = lock(&t.inner);
         inner.state = state;
-        let already = completing(&inner);
+        let here = completing_here(&inner);
         let held = take_queued(&mut inner);
         let sent: Vec<Arc<Irp>> = inner.sent.iter().chain(&inner.ignored).cloned().collect();
         if sent.is_empty() {
@@ -364,7 +384,7 @@ fn close_inner(t: &Target, state: WDF_IO_TARGET_STATE, unwatch: bool) {
             inner.watch,
             held,
             sent,
-            already,
+            here,
         )
     };
     fail_not_sent(held);
@@ -378,7 +398,7 @@ fn close_inner(t: &Target, state: WDF_IO_TARGET_STATE, unwatch: bool) {
         } else {
             inner.sent.is_empty()
                 && inner.ignored.is_empty()
-                && inner.in_flight <= inner.queued.len() + already
+                && inner.in_flight <= inner.queued.len() + here
         }
     });
     if let Some(link) = &link {
@@ -702,7 +722,7 @@ unsafe extern "C" fn wdf_io_target_stop(
     let t = target_of(&object);
     // `FxIoTarget::GotoStopState`: only the sent list is cancelled or waited for; held requests
     // stay held (resent by WdfIoTargetStart) and requests sent ignoring the state are left alone.
-    let (sent, already) = {
+    let (sent, here) = {
         let mut inner = lock(&t.inner);
         if inner.state == STATE::WdfIoTargetStarted || inner.state == STATE::WdfIoTargetPurged {
             inner.state = STATE::WdfIoTargetStopped;
@@ -712,13 +732,13 @@ unsafe extern "C" fn wdf_io_target_stop(
         } else {
             Vec::new()
         };
-        (sent, completing(&inner))
+        (sent, completing_here(&inner))
     };
     for irp in &sent {
         irp.cancel();
     }
     if action != SENT::WdfIoTargetLeaveSentIoPending {
-        wait_for_sent_io(t, already);
+        wait_for_sent_io(t, here);
     }
 }
 
@@ -753,20 +773,20 @@ unsafe extern "C" fn wdf_io_target_purge(
     let t = target_of(&object);
     // `FxIoTarget::GotoPurgeState` and `Purge`: held requests fail with
     // STATUS_WDF_DEVICE_REMOVED_NOT_SENT, sent ones are cancelled (and waited for).
-    let (held, sent, already) = {
+    let (held, sent, here) = {
         let mut inner = lock(&t.inner);
         if inner.state == STATE::WdfIoTargetStarted || inner.state == STATE::WdfIoTargetStopped {
             inner.state = STATE::WdfIoTargetPurged;
         }
-        let already = completing(&inner);
-        (take_queued(&mut inner), inner.sent.clone(), already)
+        let here = completing_here(&inner);
+        (take_queued(&mut inner), inner.sent.clone(), here)
     };
     fail_not_sent(held);
     for irp in &sent {
         irp.cancel();
     }
     if action == PURGE::WdfIoTargetPurgeIoAndWait {
-        wait_for_sent_io(t, already);
+        wait_for_sent_io(t, here);
     }
 }
 

@@ -546,7 +546,9 @@ fn stop_purge_and_close_with_requests_in_flight() {
     assert_eq!(log.completions.load(Ordering::SeqCst), 2);
     assert_eq!(log.status.load(Ordering::SeqCst), STATUS_CANCELLED);
 
-    // A request queued on a stopped target is cancelled by purge; then sends fail.
+    // A request queued on a stopped target is failed by purge with
+    // STATUS_WDF_DEVICE_REMOVED_NOT_SENT (KMDF `FxIoTarget::CompletePendedRequest`); then
+    // sends fail.
     reuse(first);
     assert!(send_ioctl(
         first,
@@ -565,6 +567,11 @@ fn stop_purge_and_close_with_requests_in_flight() {
         );
     };
     assert_eq!(log.completions.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        log.status.load(Ordering::SeqCst).cast_unsigned(),
+        0xC020_0206,
+        "STATUS_WDF_DEVICE_REMOVED_NOT_SENT"
+    );
     assert_eq!(state(target), _WDF_IO_TARGET_STATE::WdfIoTargetPurged);
     reuse(first);
     assert!(!send_ioctl(

@@ -407,10 +407,22 @@ fn driver_removal_callbacks_veto_and_close_on_remove_complete() {
     assert_eq!(LAST_STATUS.load(Ordering::SeqCst), STATUS_CANCELLED);
     assert_eq!(state(target), _WDF_IO_TARGET_STATE::WdfIoTargetClosed);
     reuse(request);
-    assert!(!send(target, request, 0), "a closed target fails sends");
+    // A closed target has no stack size: FxRequestBase::ValidateTarget fails the format.
     assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetStatus, request) },
-        STATUS_INVALID_DEVICE_STATE
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfIoTargetFormatRequestForIoctl,
+                target,
+                request,
+                5,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut()
+            )
+        },
+        STATUS_INVALID_DEVICE_STATE,
+        "a closed target fails formats"
     );
     unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, request.cast()) };
     device.remove();

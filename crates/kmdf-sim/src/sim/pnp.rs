@@ -4,7 +4,7 @@
 //! driver, calling the driver's callbacks in KMDF's order at `PASSIVE_LEVEL`.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::framework::device::{self, DeviceInit};
 use crate::framework::io::lock;
@@ -411,26 +411,16 @@ impl Device {
             let Some(req) = object.payload::<request::Request>() else {
                 continue;
             };
-            let (sent, format, queue) = {
+            let (sent, queue) = {
                 let state = lock(&req.state);
-                (
-                    state.owner == request::Owner::Target,
-                    state.format,
-                    state.queue,
-                )
+                (state.owner == request::Owner::Target, state.queue)
             };
             if !sent {
                 continue;
             }
-            // A sent packet carries exactly its request's formatted buffers.
-            let on_my_target = format.is_some_and(|f| {
-                packets.iter().any(|irp| {
-                    irp.major == f.major
-                        && irp.ioctl == f.ioctl
-                        && irp.input == f.input.range
-                        && irp.output == f.output.range
-                })
-            });
+            let on_my_target = req
+                .sent_packet()
+                .is_some_and(|sent| packets.iter().any(|irp| Arc::ptr_eq(irp, &sent)));
             let from_my_queue =
                 queue != 0 && object::live_object(queue).is_some_and(|q| q.parent() == self.handle);
             if on_my_target || from_my_queue {

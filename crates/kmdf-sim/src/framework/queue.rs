@@ -341,6 +341,12 @@ fn on_packet_cancel(request_handle: usize) {
     };
     match action {
         Cancel::OnQueue(Some(callback)) => {
+            // As every callback into the driver in KMDF (FxIoQueue::Dispose), this one holds a
+            // reference on the queue: a delete racing with it destroys the queue (and frees its
+            // context) only once the callback returned.
+            if let Some(object) = &queue_object {
+                object::reference(object);
+            }
             object::with_driver(object::driver_of(queue), || {
                 // SAFETY: the driver's callback; the driver now owns the request and completes it.
                 irql::run_callback(irql::current(), "EvtIoCanceledOnQueue", || unsafe {
@@ -350,6 +356,9 @@ fn on_packet_cancel(request_handle: usize) {
                     );
                 });
             });
+            if let Some(object) = &queue_object {
+                object::dereference(object, "EvtIoCanceledOnQueue");
+            }
         }
         Cancel::OnQueue(None) => finish(&request_object, STATUS_CANCELLED, 0, true),
         Cancel::Driver(Some(routine)) => {

@@ -28,7 +28,7 @@ pub use wdk_sys::{NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT};
 
 use super::device::{Device, DeviceInit};
 use super::driver::{Driver, DriverConfig};
-use super::queue::{DispatchType, Queue, QueueConfig, QueueRequest};
+use super::queue::{DispatchType, OwnedQueue, Queue, QueueConfig, QueueRequest};
 use super::status::NtStatus;
 
 /// The driver-wide callbacks of a driver written on this crate.
@@ -147,6 +147,16 @@ pub trait IoQueueHandler: Send + Sync + 'static {
         let _ = (queue, length);
         request.complete(NtStatus::INVALID_DEVICE_REQUEST);
     }
+
+    /// `EvtIoCanceledOnQueue`: a request waiting on the queue (typically one the driver
+    /// forwarded to it) was cancelled by its issuer. The driver owns it again and must complete
+    /// it. Called at `IRQL <= DISPATCH_LEVEL`, in the context that cancelled the request (the
+    /// issuer's `CancelIoEx` or handle close, or a purge of the queue). The default completes it
+    /// with `STATUS_CANCELLED`, as the framework does for a queue without this callback.
+    fn canceled_on_queue(&self, queue: Queue, request: QueueRequest) {
+        let _ = queue;
+        request.complete(NtStatus::CANCELLED);
+    }
 }
 
 /// The object context of a queue created by [`create_queue`]: its handler, boxed (null in the
@@ -251,6 +261,16 @@ unsafe extern "C" fn io_write<H: IoQueueHandler>(
     }
 }
 
+unsafe extern "C" fn io_canceled_on_queue<H: IoQueueHandler>(queue: WDFQUEUE, request: WDFREQUEST) {
+    // SAFETY: the framework hands the cancelled request back to the driver, which owns it now.
+    let request = unsafe { QueueRequest::from_raw(request) };
+    // SAFETY: the framework calls this only for queues `create_queue::<H>` made.
+    match unsafe { handler_of::<H>(queue) } {
+        Some(handler) => handler.canceled_on_queue(Queue::from_raw(queue), request),
+        None => request.complete(NtStatus::CANCELLED),
+    }
+}
+
 /// `EvtDestroyCallback` of a queue made by `create_queue::<H>`: frees its handler.
 unsafe extern "C" fn free_handler<H: IoQueueHandler>(object: WDFOBJECT) {
     let slot = slot_of(object);
@@ -270,7 +290,7 @@ unsafe extern "C" fn free_handler<H: IoQueueHandler>(object: WDFOBJECT) {
 ///
 /// `config`'s dispatch type, default-queue flag and power management are used; its raw
 /// handler fields are replaced by `H`'s read, write and device-control handlers (none for a
-/// manual queue). `passive` asks KMDF to call the handlers at `PASSIVE_LEVEL`
+/// manual queue) and its `EvtIoCanceledOnQueue` by [`IoQueueHandler::canceled_on_queue`]. `passive` asks KMDF to call the handlers at `PASSIVE_LEVEL`
 /// (`WdfExecutionLevelPassive`). The handler lives in the queue's context and is dropped when
 /// the queue is destroyed (with its device). Create a default queue from
 /// `EvtDriverDeviceAdd`.
@@ -292,6 +312,7 @@ pub fn create_queue<H: IoQueueHandler>(
         raw_config.io_write = Some(io_write::<H>);
         raw_config.io_device_control = Some(io_device_control::<H>);
     }
+    raw_config.io_canceled_on_queue = Some(io_canceled_on_queue::<H>);
     let mut attributes = WDF_OBJECT_ATTRIBUTES {
         Size: size_of::<WDF_OBJECT_ATTRIBUTES>() as u32,
         EvtDestroyCallback: Some(free_handler::<H>),
@@ -317,6 +338,38 @@ pub fn create_queue<H: IoQueueHandler>(
     // a default queue, once the device started, after `EvtDriverDeviceAdd` returned.
     unsafe { &(*slot).handler }.store(boxed.cast(), Ordering::Release);
     Ok(queue)
+}
+
+/// [`create_queue`] for a queue the caller deletes itself: the queue is deleted when the
+/// returned [`OwnedQueue`] is dropped (e.g. a module's private manual queue, created when the
+/// module opens and deleted when it closes), not only with its device.
+pub fn create_owned_queue<H: IoQueueHandler>(
+    device: Device,
+    config: &QueueConfig,
+    passive: bool,
+    handler: H,
+) -> Result<OwnedQueue, NtStatus> {
+    create_queue(device, config, passive, handler).map(OwnedQueue::new)
+}
+
+/// The performance counter (`KeQueryPerformanceCounter`): a monotonic tick count, callable at
+/// any IRQL; [`performance_frequency`] ticks make one second.
+#[must_use]
+pub fn performance_counter() -> i64 {
+    // SAFETY: a null frequency pointer is allowed; callable at any IRQL.
+    let value = unsafe { wdk_sys::ntddk::KeQueryPerformanceCounter(core::ptr::null_mut()) };
+    // SAFETY: every bit pattern of the union is a valid `QuadPart`.
+    unsafe { value.QuadPart }
+}
+
+/// Ticks per second of [`performance_counter`].
+#[must_use]
+pub fn performance_frequency() -> i64 {
+    let mut frequency = wdk_sys::LARGE_INTEGER { QuadPart: 0 };
+    // SAFETY: the out pointer is a valid local.
+    let _ = unsafe { wdk_sys::ntddk::KeQueryPerformanceCounter(&raw mut frequency) };
+    // SAFETY: as in `performance_counter`.
+    unsafe { frequency.QuadPart }
 }
 
 /// The system's interrupt time in 100 ns units (`KeQueryUnbiasedInterruptTime`): a monotonic

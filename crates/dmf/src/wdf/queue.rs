@@ -213,6 +213,34 @@ impl Queue {
     }
 }
 
+/// A queue the driver deletes itself: `WdfObjectDelete` when dropped (made by
+/// [`create_owned_queue`](super::entry::create_owned_queue)).
+///
+/// Drop it at `PASSIVE_LEVEL`: KMDF purges the queue and waits for the requests it presented
+/// and for its running callbacks before the queue is gone.
+#[derive(Debug)]
+pub struct OwnedQueue(Queue);
+
+impl OwnedQueue {
+    /// Takes ownership of a queue just created by this layer (deleted exactly once, on drop).
+    pub(crate) const fn new(queue: Queue) -> Self {
+        Self(queue)
+    }
+
+    /// The queue, for framework calls; valid while `self` lives.
+    #[must_use]
+    pub const fn queue(&self) -> Queue {
+        self.0
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: `self` owns the live queue handle; it is deleted exactly once, here.
+        unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, self.0.handle().cast()) };
+    }
+}
+
 /// What a presented request asks for (`WdfRequestGetParameters`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestParameters {

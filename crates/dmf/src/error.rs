@@ -43,6 +43,14 @@ pub enum ConfigError {
     /// buffers, a write input buffers).
     #[error("the request type needs a buffer of the kind the configuration leaves out")]
     BufferRequiredForRequestType,
+    /// A module that parks requests was given a limit of zero pending requests (it would reject
+    /// every request).
+    #[error("the maximum number of pending requests must be greater than zero")]
+    NoPendingRequests,
+    /// Data-buffer settings (a data size, look-aside, a data or cleanup callback) were given to
+    /// a module configured to hold no data buffers.
+    #[error("data-buffer settings need a maximum number of pending data buffers > 0")]
+    DataSettingsWithoutDataBuffers,
     /// A module was added to a device collection but was created as a dynamic module, or was
     /// added twice.
     #[error("only static modules can be added to a device collection, once")]

@@ -196,9 +196,9 @@
 //!   is refused with `STATUS_BUFFER_TOO_SMALL` when it arrives, so no data item is lost on it
 //!   (DMF parks it and the client's callback fails it, dropping the item). If the default
 //!   delivery still fails, the item goes back to the head of the data queue.
-//! * A failed forward (or time stamp) leaves the pending-request count unchanged and hands the
-//!   request back (DMF keeps the count incremented, so the module eventually rejects
-//!   everything). The limit is checked before the count is raised, so it is never exceeded even
+//! * A failed forward leaves the pending-request count unchanged and hands the request back
+//!   (DMF keeps the count incremented after a failed forward or time-stamp allocation, so the
+//!   module eventually rejects everything). The limit is checked before the count is raised, so it is never exceeded even
 //!   for a moment.
 //! * `data_process` returns a status: an item larger than `size_of_data_buffer` is refused with
 //!   `STATUS_BUFFER_TOO_SMALL`, a module without data buffers refuses with
@@ -720,7 +720,7 @@ impl NotifyUserWithRequestNode {
             let fits = request.output_buffer(self.size_of_data_buffer).map(|_| ());
             if let Err(status) = fits {
                 dmf_trace!(
-                    TraceLevel::Warning,
+                    TraceLevel::Verbose,
                     self.trace_name,
                     "request refused: its output buffer cannot hold a data item ({status})"
                 );
@@ -728,8 +728,9 @@ impl NotifyUserWithRequestNode {
             }
         }
         if !self.shared.admit() {
+            // Verbose: a flood of requests must not become a flood of debug output.
             dmf_trace!(
-                TraceLevel::Warning,
+                TraceLevel::Verbose,
                 self.trace_name,
                 "request refused: {} requests are pending already",
                 self.shared.maximum_requests

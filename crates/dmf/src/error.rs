@@ -43,6 +43,10 @@ pub enum ConfigError {
     /// buffers, a write input buffers).
     #[error("the request type needs a buffer of the kind the configuration leaves out")]
     BufferRequiredForRequestType,
+    /// A callback of a child module's configuration was set where the parent installs its own
+    /// (the `BufferQueue` callbacks inside a `ThreadedBufferQueue` configuration).
+    #[error("the inner BufferQueue callbacks are the module's own; use the module's fields")]
+    BufferQueueCallbackSet,
     /// A module was added to a device collection but was created as a dynamic module, or was
     /// added twice.
     #[error("only static modules can be added to a device collection, once")]

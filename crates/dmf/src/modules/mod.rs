@@ -8,6 +8,7 @@
 //! | [`queued_work_item`] | run a callback at passive level once per enqueue, with a copied parameter block |
 //! | [`request_target`] | single requests to an I/O target: asynchronous with a completion callback and cancel token, or synchronous |
 //! | [`thread`] | a dedicated system thread with start/stop and work-ready signalling |
+//! | [`threaded_buffer_queue`] | a buffer queue drained by its own thread, one work callback per buffer; callers may wait for the work's status |
 
 pub mod buffer_pool;
 pub mod buffer_queue;
@@ -15,6 +16,7 @@ pub mod continuous_request_target;
 pub mod queued_work_item;
 pub mod request_target;
 pub mod thread;
+pub mod threaded_buffer_queue;
 
 pub use buffer_pool::{
     BufferPool, BufferPoolConfig, BufferPoolMode, EnumerationDisposition, PoolBuffer, PutError,
@@ -23,3 +25,4 @@ pub use buffer_pool::{
 pub use buffer_queue::{BufferQueue, BufferQueueConfig};
 pub use queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemConfig};
 pub use thread::{Thread, ThreadConfig, ThreadContext, ThreadControl};
+pub use threaded_buffer_queue::{ThreadedBufferQueue, ThreadedBufferQueueConfig};

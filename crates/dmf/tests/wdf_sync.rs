@@ -340,7 +340,9 @@ fn thread_ids_are_stable_per_thread_and_distinct_across_threads() {
             let id = current_thread_id();
             seen.lock().unwrap().extend([id, current_thread_id()]);
             // At DISPATCH_LEVEL too.
-            seen.lock().unwrap().push(sim::at_irql(DISPATCH, current_thread_id));
+            seen.lock()
+                .unwrap()
+                .push(sim::at_irql(DISPATCH, current_thread_id));
         })
         .expect("thread starts")
     };

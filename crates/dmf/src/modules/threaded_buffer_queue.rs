@@ -1047,9 +1047,7 @@ impl ThreadedBufferQueueNode {
     /// `PASSIVE_LEVEL`.
     pub fn start(&self) -> Result<(), NtStatus> {
         let _reference = self.core.reference()?;
-        self.thread()
-            .ok_or(NtStatus::INVALID_DEVICE_STATE)?
-            .start()
+        self.thread().ok_or(NtStatus::INVALID_DEVICE_STATE)?.start()
     }
 
     /// Stops the thread (`DMF_ThreadedBufferQueue_Stop`): waits for the work callback in

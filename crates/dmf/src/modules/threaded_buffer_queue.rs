@@ -671,8 +671,14 @@ impl Shared {
         self.worker.load(Ordering::Acquire) == current_thread_id()
     }
 
+    /// Wakes the thread for work just queued (or unblocked). A signal still pending is left
+    /// alone: the thread takes it before it next takes the consumer's lock, so it will see what
+    /// was queued under that lock before this call (saves the event's cost per item while the
+    /// thread is busy).
     fn work_ready(&self) {
-        if let Some(thread) = &self.thread {
+        if let Some(thread) = &self.thread
+            && !thread.is_work_ready()
+        {
             thread.work_ready();
         }
     }

@@ -74,7 +74,10 @@ fn work_signal_while_stopped_is_latched_for_the_next_start() {
     assert!(!thread.is_work_ready());
     thread.work_ready();
     thread.work_ready(); // coalesces
-    assert!(thread.is_work_ready(), "the signal is pending while stopped");
+    assert!(
+        thread.is_work_ready(),
+        "the signal is pending while stopped"
+    );
     thread.start().unwrap();
     rx.recv_timeout(Duration::from_secs(5))
         .expect("latched work ran after start");

@@ -425,7 +425,8 @@ pub mod kernel {
         if !check_wait_irql(timeout, api) {
             return STATUS_INVALID_DEVICE_REQUEST;
         }
-        let mut all: [&core::sync::atomic::AtomicU64; super::MAX_OBJECTS] = [&super::UNUSED; super::MAX_OBJECTS];
+        let mut all: [&core::sync::atomic::AtomicU64; super::MAX_OBJECTS] =
+            [&super::UNUSED; super::MAX_OBJECTS];
         let Some(words) = all.get_mut(..objects.len()) else {
             return STATUS_INVALID_PARAMETER;
         };

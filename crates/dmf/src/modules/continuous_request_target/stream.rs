@@ -4,10 +4,37 @@
 //! Each slot has a phase, changed under the state lock:
 //!
 //! ```text
-//! Idle --start/resend--> Sending --sent--> InFlight --completed--> Completing --+--> Sending (resend)
-//!   ^                                                                          |
-//!   +------------------------------ stream ends -------------------------------+
+//! Idle --start/resend--> Sending --send returned--> InFlight --completed--> Completing --+--> Sending (resend)
+//!   ^                       |                                                ^           |
+//!   |                       +---- completed before the send returned --------+           |
+//!   +------------------------------------ stream ends -----------------------------------+
 //! ```
+//!
+//! # Inline completion: a loop, not recursion
+//!
+//! A target may complete a request before `WdfRequestSend` returns: KMDF presents a request to a
+//! local device's queue in the sender's thread, and a queue callback that completes it at once
+//! runs the sender's completion routine right there. A completion routine that resent from
+//! inside itself would then nest one level deeper per request until the kernel stack
+//! overflows. So a completion that finds its slot still `Sending` (the send of this very request
+//! has not returned yet, on this thread or on another one) only records itself in the slot
+//! (`early`) and returns; the sender, once `WdfRequestSend` returned, processes it and sends
+//! again, in a loop. On a thread, completion routines of this module therefore nest at most two
+//! deep: the one that runs the loop, and the inline one inside its send.
+//!
+//! A loop processes at most [`LOOP_BUDGET`] completions, then hands the slot to the module's
+//! work item (which loops the same way and re-queues itself), so a target that always
+//! completes inline holds no thread for ever: not the caller of `start`, not a DPC.
+//!
+//! # References and lifetime
+//!
+//! Every send holds a module reference, kept in its slot from just before `WdfRequestSend`
+//! until its completion has been processed; it is handed on to the next send of the slot, or
+//! released in the very lock section that ends the stream. While a slot is `Sending` nothing
+//! but its sender releases that reference (an early completion leaves it in the slot). So the
+//! state of a slot is only touched while the reference of its current send is held, or in the
+//! section that releases it: close, which waits for every reference, never clears the slots
+//! under a running send.
 //!
 //! A stop marks the module stopping, cancels every `InFlight` request and asks every `Sending`
 //! one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals `ended`.
@@ -27,9 +54,14 @@ use crate::modules::request_target::single::NO_TARGET;
 use crate::wdf::NtStatus;
 use crate::wdf::event::{Event, EventKind};
 use crate::wdf::io_target::IoTarget;
+use crate::wdf::irql;
 use crate::wdf::request::{Completion, MemoryRange, Request, SharedCompletion, Timeout};
 use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::work_item::WorkItem;
+
+/// Completions one loop (a completion routine, `start`, one run of the work item) processes
+/// before it hands the rest to the work item.
+pub(crate) const LOOP_BUDGET: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -51,6 +83,9 @@ struct SlotState {
     stream_start: u64,
     /// A stop's cancel may have hit the send with this seq (0: none).
     suspect_seq: u64,
+    /// The completion of the current send, when it came before the send returned: the sender
+    /// processes it.
+    early: Option<Completion>,
     input: Option<PoolBuffer>,
     output: Option<PoolBuffer>,
     reference: Option<HeldReference>,
@@ -70,7 +105,9 @@ struct StreamState {
     start_count: u64,
     slots: Vec<SlotState>,
     requests: Vec<Arc<StreamSlot>>,
-    passive_queue: VecDeque<(Arc<StreamSlot>, Completion)>,
+    /// Completions waiting for the work item (a passive-level module's, or those of a loop that
+    /// spent its budget). Room for every slot is reserved at open; a slot is in it at most once.
+    deferred: VecDeque<(Arc<StreamSlot>, Completion)>,
     work_item: Option<WorkItem>,
     /// Streaming was on when `D0Exit` stopped it.
     resume_in_d0: bool,
@@ -106,21 +143,28 @@ pub(crate) struct StreamSettings {
     pub(crate) output_callback: Option<BufferOutputCallback>,
 }
 
+/// What became of a send that the target accepted.
+enum Sent {
+    /// Out at the target; its completion routine processes it.
+    InFlight,
+    /// Completed before `WdfRequestSend` returned: the sender processes this completion.
+    Completed(Completion),
+}
+
+/// What processing a completion decided.
+enum Next {
+    /// Send the request again; the reference of the send that completed comes along.
+    Resend(Option<HeldReference>),
+    /// The stream ended.
+    Ended,
+}
+
 impl SharedCompletion for StreamSlot {
     fn completed(self: Arc<Self>, completion: &Completion) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        if shared.passive {
-            let mut state = shared.state.lock();
-            // Room for every slot was reserved at open: this never allocates.
-            state.passive_queue.push_back((self, *completion));
-            if let Some(item) = &state.work_item {
-                item.enqueue();
-            }
-            return;
-        }
-        shared.process(&self, completion);
+        shared.completed(&self, *completion);
     }
 }
 
@@ -138,7 +182,7 @@ impl StreamShared {
                 start_count: 0,
                 slots: Vec::new(),
                 requests: Vec::new(),
-                passive_queue: VecDeque::new(),
+                deferred: VecDeque::new(),
                 work_item: None,
                 resume_in_d0: false,
                 purged: false,
@@ -157,16 +201,18 @@ impl StreamShared {
         }))
     }
 
-    /// Open: creates the N requests (and the passive-level work item). Nothing is kept on
-    /// failure.
+    /// Open: creates the N requests and the work item. Nothing is kept on failure.
     pub(crate) fn open(self: &Arc<Self>) -> Result<(), NtStatus> {
         let mut requests = Vec::new();
         let mut slots = Vec::new();
-        let mut queue = VecDeque::new();
+        let mut deferred = VecDeque::new();
         requests
             .try_reserve_exact(self.count)
             .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         slots
+            .try_reserve_exact(self.count)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        deferred
             .try_reserve_exact(self.count)
             .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         for index in 0..self.count {
@@ -183,54 +229,67 @@ impl StreamShared {
                 reserved: false,
                 stream_start: 0,
                 suspect_seq: 0,
+                early: None,
                 input: None,
                 output: None,
                 reference: None,
             });
         }
-        let work_item = if self.passive {
-            queue
-                .try_reserve_exact(self.count)
-                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-            let weak = Arc::downgrade(self);
-            Some(WorkItem::new(self.parent as WDFOBJECT, move || {
-                if let Some(shared) = weak.upgrade() {
-                    shared.drain_passive();
-                }
-            })?)
-        } else {
-            None
-        };
+        let weak = Arc::downgrade(self);
+        let work_item = WorkItem::new(self.parent as WDFOBJECT, move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.drain();
+            }
+        })?;
         let mut state = self.state.lock();
         state.requests = requests;
         state.slots = slots;
-        state.passive_queue = queue;
-        state.work_item = work_item;
+        state.deferred = deferred;
+        state.work_item = Some(work_item);
         state.stopping = true;
         state.live = 0;
         Ok(())
     }
 
-    /// Close: every stream has ended (each send held a module reference). Deletes the requests
-    /// and the work item.
+    /// Close: every stream has ended (each send held a module reference, and the last one was
+    /// released in the section that ended its stream). Deletes the requests and the work item.
     pub(crate) fn close(&self) {
-        let (requests, item) = {
+        let (requests, item, deferred) = {
             let mut state = self.state.lock();
             state.target = None;
             state.slots.clear();
-            (core::mem::take(&mut state.requests), state.work_item.take())
+            (
+                core::mem::take(&mut state.requests),
+                state.work_item.take(),
+                core::mem::take(&mut state.deferred),
+            )
         };
+        drop(deferred);
         drop(requests);
         drop(item);
     }
 
-    fn drain_passive(&self) {
+    /// The work item: processes deferred completions, within one budget, then queues itself
+    /// again if some are left.
+    fn drain(&self) {
+        let mut budget = LOOP_BUDGET;
         loop {
-            let next = self.state.lock().passive_queue.pop_front();
+            let next = {
+                let mut state = self.state.lock();
+                if budget == 0 {
+                    if !state.deferred.is_empty()
+                        && let Some(item) = &state.work_item
+                    {
+                        item.enqueue();
+                    }
+                    return;
+                }
+                state.deferred.pop_front()
+            };
             let Some((slot, completion)) = next else {
                 return;
             };
-            self.process(&slot, &completion);
+            self.run(&slot, completion, &mut budget);
         }
     }
 
@@ -255,38 +314,97 @@ impl StreamShared {
         self.state.lock().live
     }
 
-    fn end_stream(&self, index: usize) {
+    /// Ends the stream of slot `index`. The send's reference (if any) is released in the same
+    /// lock section, so whoever sees the slot idle sees the reference gone, and nothing touches
+    /// the slot once close could run.
+    fn end_stream(&self, index: usize, reference: Option<HeldReference>) {
         {
             let mut state = self.state.lock();
             if let Some(slot) = state.slots.get_mut(index) {
                 slot.phase = Phase::Idle;
+                slot.early = None;
             }
-            state.live -= 1;
+            state.live = state.live.saturating_sub(1);
+            drop(reference);
         }
         self.ended.set();
     }
 
-    /// Processes one completed streaming send (at `DISPATCH_LEVEL` in the completion routine,
-    /// or at `PASSIVE_LEVEL` on the work item for a passive-level module).
-    fn process(&self, slot: &Arc<StreamSlot>, completion: &Completion) {
-        let index = slot.index;
-        let (input, output, reference, stopping, suspect) = {
+    /// The completion routine of every streaming send (at the IRQL of whoever completed it).
+    fn completed(&self, slot: &Arc<StreamSlot>, completion: Completion) {
+        {
             let mut state = self.state.lock();
-            let stopping = state.stopping;
-            let Some(s) = state.slots.get_mut(index) else {
+            let Some(s) = state.slots.get_mut(slot.index) else {
                 return;
             };
+            if s.phase == Phase::Sending {
+                // The send of this request has not returned yet (inline completion, or a
+                // completion on another thread racing the return): its sender processes it.
+                s.early = Some(completion);
+                return;
+            }
+            debug_assert_eq!(s.phase, Phase::InFlight, "a completion of a request not out");
             s.phase = Phase::Completing;
-            s.cancel_pending = false;
-            let suspect = s.suspect_seq == s.seq;
-            s.suspect_seq = 0;
-            (
-                s.input.take(),
-                s.output.take(),
-                s.reference.take(),
-                stopping,
-                suspect,
-            )
+        }
+        let mut budget = LOOP_BUDGET;
+        self.run(slot, completion, &mut budget);
+    }
+
+    /// Processes `completion` of `slot` (which is `Completing`) and, while the target completes
+    /// each resend before the send returns, the next completions: a loop, one unit of `budget`
+    /// per completion. Out of budget, or above `PASSIVE_LEVEL` in a passive-level module, the
+    /// slot goes to the work item instead.
+    fn run(&self, slot: &Arc<StreamSlot>, mut completion: Completion, budget: &mut usize) {
+        loop {
+            if *budget == 0 || (self.passive && irql::current() != irql::PASSIVE_LEVEL) {
+                self.defer(slot, completion);
+                return;
+            }
+            *budget -= 1;
+            let Next::Resend(reference) = self.process(slot.index, &completion) else {
+                return;
+            };
+            match self.send_slot(slot, reference) {
+                Ok(Sent::Completed(next)) => completion = next,
+                Ok(Sent::InFlight) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Hands a completed slot to the work item.
+    fn defer(&self, slot: &Arc<StreamSlot>, completion: Completion) {
+        let mut state = self.state.lock();
+        // Room for every slot was reserved at open and a slot is queued at most once (it stays
+        // `Completing` until the work item took it): this never allocates.
+        state.deferred.push_back((Arc::clone(slot), completion));
+        // Enqueued under the lock: close cannot delete the item meanwhile (and the slot's
+        // reference keeps close waiting until the item processed it).
+        if let Some(item) = &state.work_item {
+            item.enqueue();
+        }
+    }
+
+    /// Processes one completed streaming send: buffers back to their pools or to the client,
+    /// the output callback, and whether the request streams on.
+    fn process(&self, index: usize, completion: &Completion) -> Next {
+        let taken = {
+            let mut state = self.state.lock();
+            let stopping = state.stopping;
+            state.slots.get_mut(index).map(|s| {
+                s.cancel_pending = false;
+                let suspect = s.suspect_seq == s.seq;
+                s.suspect_seq = 0;
+                (
+                    s.input.take(),
+                    s.output.take(),
+                    s.reference.take(),
+                    stopping,
+                    suspect,
+                )
+            })
+        };
+        let Some((input, output, reference, stopping, suspect)) = taken else {
+            return Next::Ended;
         };
         // The input buffer always goes back to its pool.
         drop(input);
@@ -309,30 +427,30 @@ impl StreamShared {
             disposition.continues_streaming()
         };
         if resend {
-            // Ends the stream itself if the module is stopping, closing or out of buffers.
-            let _ = self.send_slot(slot, reference);
+            // The resend ends the stream itself if the module is stopping, closing or out of
+            // buffers.
+            Next::Resend(reference)
         } else {
-            // Released before the stream counts as ended: a waiter that sees it ended sees no
-            // reference left behind.
-            drop(reference);
-            self.end_stream(index);
+            self.end_stream(index, reference);
+            Next::Ended
         }
     }
 
-    /// Sends one slot's request with fresh buffers; on failure its stream ends. `previous` is
-    /// the reference of the send that just completed, released once the new one is taken.
+    /// Sends one slot's request with fresh buffers. `previous` is the reference of the send
+    /// that just completed, released once the new one is taken. `Err`: the stream ended.
     fn send_slot(
         &self,
         slot: &Arc<StreamSlot>,
         previous: Option<HeldReference>,
-    ) -> Result<(), NtStatus> {
+    ) -> Result<Sent, NtStatus> {
         let index = slot.index;
-        let acquired = self.references.acquire();
-        drop(previous);
-        let reference = match acquired {
-            Ok(reference) => reference,
+        let reference = match self.references.acquire() {
+            Ok(reference) => {
+                drop(previous);
+                reference
+            }
             Err(status) => {
-                self.end_stream(index);
+                self.end_stream(index, previous);
                 return Err(status);
             }
         };
@@ -342,51 +460,61 @@ impl StreamShared {
             match (state.stopping, state.target) {
                 (true, _) => Err(NtStatus::CANCELLED),
                 (false, None) => Err(NO_TARGET),
-                (false, Some(target)) => {
-                    let s = &mut state.slots[index];
-                    s.seq += 1;
-                    s.phase = Phase::Sending;
-                    s.cancel_pending = false;
-                    s.stream_start = start;
-                    Ok((IoTarget::borrowed(target as WDFIOTARGET), s.seq))
-                }
+                (false, Some(target)) => match state.slots.get_mut(index) {
+                    Some(s) => {
+                        s.seq += 1;
+                        s.phase = Phase::Sending;
+                        s.cancel_pending = false;
+                        s.early = None;
+                        s.stream_start = start;
+                        Ok(IoTarget::borrowed(target as WDFIOTARGET))
+                    }
+                    None => Err(NtStatus::INVALID_DEVICE_STATE),
+                },
             }
         };
-        let (target, seq) = match reserved {
-            Ok(reserved) => reserved,
+        let target = match reserved {
+            Ok(target) => target,
             Err(status) => {
-                drop(reference);
-                self.end_stream(index);
+                self.end_stream(index, Some(reference));
                 return Err(status);
             }
         };
-        if let Err(status) = self.format_and_send(slot, &target, reference) {
-            self.end_stream(index);
+        if let Err((status, reference)) = self.format_and_send(slot, &target, reference) {
+            self.end_stream(index, reference);
             return Err(status);
         }
-        let cancel = {
+        // The send returned. Until this section the slot stays `Sending`, so its reference is
+        // still in it, whatever a completion did meanwhile.
+        let (sent, cancel) = {
             let mut state = self.state.lock();
-            let s = &mut state.slots[index];
-            if s.seq == seq && s.phase == Phase::Sending {
-                s.phase = Phase::InFlight;
-                core::mem::take(&mut s.cancel_pending)
-            } else {
-                false
+            let Some(s) = state.slots.get_mut(index) else {
+                return Ok(Sent::InFlight);
+            };
+            debug_assert_eq!(s.phase, Phase::Sending);
+            match s.early.take() {
+                Some(completion) => {
+                    s.phase = Phase::Completing;
+                    (Sent::Completed(completion), false)
+                }
+                None => {
+                    s.phase = Phase::InFlight;
+                    (Sent::InFlight, core::mem::take(&mut s.cancel_pending))
+                }
             }
         };
         if cancel {
             let _ = slot.request.cancel();
         }
-        Ok(())
+        Ok(sent)
     }
 
-    fn format_and_send(
+    /// Reuses and formats the request with fresh buffers (the input filled by the client).
+    fn prepare(
         &self,
-        slot: &Arc<StreamSlot>,
+        request: &Request,
         target: &IoTarget,
-        reference: HeldReference,
-    ) -> Result<(), NtStatus> {
-        let request = &slot.request;
+    ) -> Result<(Option<PoolBuffer>, Option<PoolBuffer>), NtStatus> {
         request.reuse(NtStatus::SUCCESS)?;
         let mut input_range = None;
         let input = match &self.input_pool {
@@ -431,30 +559,52 @@ impl StreamShared {
                 output_range,
             )?,
         }
+        Ok((input, output))
+    }
+
+    /// Formats and sends; on failure nothing is out and the reference comes back.
+    fn format_and_send(
+        &self,
+        slot: &Arc<StreamSlot>,
+        target: &IoTarget,
+        reference: HeldReference,
+    ) -> Result<(), (NtStatus, Option<HeldReference>)> {
+        let request = &slot.request;
+        let (input, output) = match self.prepare(request, target) {
+            Ok(buffers) => buffers,
+            // Buffers already taken went back to their pools when dropped.
+            Err(status) => return Err((status, Some(reference))),
+        };
         {
             // Stored before the send: the completion may run before `send_shared` returns.
             let mut state = self.state.lock();
-            let s = &mut state.slots[slot.index];
+            let Some(s) = state.slots.get_mut(slot.index) else {
+                drop(state);
+                drop((input, output));
+                return Err((NtStatus::INVALID_DEVICE_STATE, Some(reference)));
+            };
             s.input = input;
             s.output = output;
             s.reference = Some(reference);
         }
         if let Err(status) = request.send_shared(target, Timeout::from_millis(0), Arc::clone(slot))
         {
+            // Refused: no completion will run.
             let (input, output, reference) = {
                 let mut state = self.state.lock();
-                let s = &mut state.slots[slot.index];
-                (s.input.take(), s.output.take(), s.reference.take())
+                state.slots.get_mut(slot.index).map_or((None, None, None), |s| {
+                    (s.input.take(), s.output.take(), s.reference.take())
+                })
             };
             drop((input, output));
-            drop(reference);
-            return Err(status);
+            return Err((status, reference));
         }
         Ok(())
     }
 
     /// Starts streaming every idle slot. On a send failure streaming is stopped and the first
-    /// failure returned.
+    /// failure returned. Completions that arrive before their send returns are processed here,
+    /// in a loop (within one budget; the work item takes over beyond it).
     pub(crate) fn start(&self) -> Result<(), NtStatus> {
         {
             let mut state = self.state.lock();
@@ -476,6 +626,7 @@ impl StreamShared {
             state.live += reserved;
         }
         let mut result = Ok(());
+        let mut budget = LOOP_BUDGET;
         for index in 0..self.count {
             let slot = {
                 let mut state = self.state.lock();
@@ -485,15 +636,20 @@ impl StreamShared {
                 if !core::mem::take(&mut s.reserved) {
                     continue;
                 }
-                Arc::clone(&state.requests[index])
+                state.requests.get(index).map(Arc::clone)
+            };
+            let Some(slot) = slot else {
+                break;
             };
             if result.is_err() {
                 // An earlier send failed: the rest of the reserved streams end unsent.
-                self.end_stream(index);
+                self.end_stream(index, None);
                 continue;
             }
-            if let Err(status) = self.send_slot(&slot, None) {
-                result = Err(status);
+            match self.send_slot(&slot, None) {
+                Ok(Sent::InFlight) => {}
+                Ok(Sent::Completed(completion)) => self.run(&slot, completion, &mut budget),
+                Err(status) => result = Err(status),
             }
         }
         if result.is_err() {
@@ -511,23 +667,26 @@ impl StreamShared {
                 let Some(s) = state.slots.get_mut(index) else {
                     break;
                 };
-                match s.phase {
+                let seq = match s.phase {
                     Phase::InFlight => Some(s.seq),
                     Phase::Sending => {
                         s.cancel_pending = true;
                         None
                     }
                     Phase::Idle | Phase::Completing => None,
-                }
-                .map(|seq| (seq, Arc::clone(&state.requests[index])))
+                };
+                seq.and_then(|seq| state.requests.get(index).map(|r| (seq, Arc::clone(r))))
             };
             let Some((seq, slot)) = in_flight else {
                 continue;
             };
+            // Outside the lock: the cancel may complete the request right here.
             let _ = slot.request.cancel();
             let mut state = self.state.lock();
-            let s = &mut state.slots[index];
-            if s.seq != seq && s.phase != Phase::Idle {
+            if let Some(s) = state.slots.get_mut(index)
+                && s.seq != seq
+                && s.phase != Phase::Idle
+            {
                 // The request completed and was sent again before the cancel: the cancel may
                 // have hit the new send.
                 s.suspect_seq = s.seq;

@@ -265,8 +265,12 @@ fn reuse(request: WDFREQUEST) {
     );
 }
 
+/// KMDF runs a completion routine in the context that completed the request
+/// (`FxRequestBase::CompleteSubmitted`, fxrequestbase.cpp, called from the IRP's completion):
+/// a target that answers in its dispatch routine completes the sender before `WdfRequestSend`
+/// returns, on the sender's thread and at its IRQL.
 #[test]
-fn async_ioctl_round_trip_completes_on_a_framework_thread_at_dispatch() {
+fn async_ioctl_round_trip_completes_inline_on_the_senders_thread() {
     let session = Session::begin();
     *TEST_THREAD.lock().unwrap() = Some(std::thread::current().id());
     let device = ProgrammableTarget::create("\\??\\SimTargetRoundTrip");
@@ -289,15 +293,17 @@ fn async_ioctl_round_trip_completes_on_a_framework_thread_at_dispatch() {
             reuse(request);
         }
         assert!(send_ioctl(request, target, input, output, &log, None));
-        wait_for(&log, round + 1);
+        assert_eq!(
+            log.completions.load(Ordering::SeqCst),
+            round + 1,
+            "the completion routine ran before WdfRequestSend returned"
+        );
     }
-    session.wait_idle();
-    assert_eq!(log.completions.load(Ordering::SeqCst), 3);
     assert_eq!(log.status.load(Ordering::SeqCst), STATUS_SUCCESS);
     assert_eq!(log.information.load(Ordering::SeqCst), 4);
     assert_eq!(log.ioctl.load(Ordering::SeqCst), 0x22_2004);
-    assert_eq!(log.irql.load(Ordering::SeqCst), DISPATCH_LEVEL as usize);
-    assert_eq!(*log.thread_is_test.lock().unwrap(), Some(false));
+    assert_eq!(log.irql.load(Ordering::SeqCst), PASSIVE_LEVEL as usize);
+    assert_eq!(*log.thread_is_test.lock().unwrap(), Some(true));
     // SAFETY: the buffer holds 8 bytes.
     let out = unsafe { core::slice::from_raw_parts(output_buffer, 8) };
     assert_eq!(&out[..4], &[4, 3, 2, 1]);
@@ -401,11 +407,15 @@ fn timeouts_complete_with_io_timeout_async_and_sync() {
         unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetStatus, request) },
         STATUS_IO_TIMEOUT
     );
+    // WdfRequestSend with WDF_REQUEST_SEND_OPTION_SYNCHRONOUS submits with
+    // SubmitSyncCallCompletion (fxrequestapi.cpp), and FxIoTarget::_SyncCompletionRoutine
+    // (fxiotarget.cpp) calls the driver's routine before it wakes the sender.
     assert_eq!(
         log.completions.load(Ordering::SeqCst),
-        1,
-        "a synchronous send calls no completion routine"
+        2,
+        "a synchronous WdfRequestSend calls the completion routine"
     );
+    assert_eq!(log.status.load(Ordering::SeqCst), STATUS_IO_TIMEOUT);
     assert_eq!(device.counters().cancelled, 2);
     delete(request.cast());
     delete(output.cast());

@@ -1,5 +1,8 @@
-//! Framework-owned threads. Completion routines, DPC-style timers and work items run here, at
-//! the IRQL the kernel would run them at, never on the thread that caused them.
+//! Framework-owned threads: what the kernel runs asynchronously runs here, at the IRQL the
+//! kernel would run it at: DPC-style timers and send timeouts (DISPATCH), work items and
+//! passive-level queue presentations deferred from above PASSIVE (PASSIVE), `PnP` notifications.
+//! Nothing that KMDF does inline is deferred here: a queue presentation and a completion
+//! routine run in the thread that sent or completed the request (see `completion`).
 //!
 //! A seed varies which ready job runs next and adds small delays, so that a failing interleaving
 //! can be replayed: `KMDF_SIM_SEED=<n>` fixes it, otherwise each session picks one and tests

@@ -6,6 +6,17 @@
 //! side) attaches what happens at completion; whoever receives it (the programmable target, a
 //! device with queues) completes it exactly once. Completion and cancellation are resolved under
 //! one lock, so a packet completes once whatever the interleaving.
+//!
+//! Threading, as in Windows: the completion runs in the thread that completes the packet, at
+//! that thread's IRQL, before `complete` returns (`IoCompleteRequest` runs completion routines
+//! inline). A cancel runs the packet's cancel routine in the cancelling thread; `cancel` reports,
+//! like `IoCancelIrp`, whether there was a cancel routine to run.
+//!
+//! `METHOD_BUFFERED` I/O controls travel in one system buffer, as the I/O manager and KMDF's
+//! `FxIoTarget::FormatIoctlRequest` (fxiotargetkm.cpp) arrange it: the receiver sees the input
+//! copied into a buffer of `max(input, output)` bytes, writes its output over it, and at
+//! completion only `Information` bytes (at most the output length) are copied back to the
+//! sender's output buffer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,8 +62,27 @@ pub(crate) struct Range {
 type CancelRoutine = Box<dyn FnOnce(&Arc<Irp>) + Send>;
 type Completion = Box<dyn FnOnce(&Arc<Irp>) + Send>;
 
+/// `CTL_CODE`'s transfer method field value for `METHOD_BUFFERED`.
+const METHOD_BUFFERED: u32 = 0;
+
+/// The system buffer of a `METHOD_BUFFERED` I/O control.
+struct SystemBuffer {
+    /// The buffer the receiver reads the input from and writes the output to. Only ever
+    /// accessed through the raw ranges the packet hands out (never through this box while the
+    /// packet is pending), so it is kept as a raw allocation.
+    storage: Box<[core::cell::UnsafeCell<u8>]>,
+    /// The sender's own output buffer, filled from the system buffer at completion.
+    sender_output: Range,
+}
+
+// SAFETY: the bytes are plain memory reached only through the packet's ranges, under the same
+// rules as any other I/O buffer (the receiver owns them while the packet is pending).
+unsafe impl Sync for SystemBuffer {}
+
 struct IrpState {
     completed: bool,
+    /// The completion (copy-back and completion closure) has run.
+    finished: bool,
     cancel_requested: bool,
     cancel_routine: Option<CancelRoutine>,
     completion: Option<Completion>,
@@ -70,12 +100,14 @@ pub(crate) struct Irp {
     pub(crate) file: u64,
     /// Set when a send timeout cancelled the packet.
     pub(crate) timed_out: AtomicBool,
+    system_buffer: Option<SystemBuffer>,
     state: Mutex<IrpState>,
     done: Condvar,
 }
 
 impl Irp {
     /// A new packet; `completion` runs once, on the completing thread, after the status is set.
+    /// A `METHOD_BUFFERED` I/O control gets its system buffer here, holding a copy of the input.
     pub(crate) fn new(
         major: MajorFunction,
         ioctl: u32,
@@ -84,6 +116,44 @@ impl Irp {
         file: u64,
         completion: Option<Completion>,
     ) -> Arc<Self> {
+        let buffered = matches!(
+            major,
+            MajorFunction::DeviceControl | MajorFunction::InternalDeviceControl
+        ) && ioctl & 3 == METHOD_BUFFERED
+            && (input.length > 0 || output.length > 0);
+        let (input, output, system_buffer) = if buffered {
+            let storage: Box<[core::cell::UnsafeCell<u8>]> = (0..input.length.max(output.length))
+                .map(|_| core::cell::UnsafeCell::new(0))
+                .collect();
+            let address = storage.as_ptr() as usize;
+            if input.length > 0 {
+                // SAFETY: the sender's input range is valid for reads while it sends; the new
+                // buffer is at least as long and nobody else can see it yet.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        input.address as *const u8,
+                        address as *mut u8,
+                        input.length,
+                    );
+                }
+            }
+            (
+                Range {
+                    address,
+                    length: input.length,
+                },
+                Range {
+                    address,
+                    length: output.length,
+                },
+                Some(SystemBuffer {
+                    storage,
+                    sender_output: output,
+                }),
+            )
+        } else {
+            (input, output, None)
+        };
         Arc::new(Self {
             major,
             ioctl,
@@ -91,8 +161,10 @@ impl Irp {
             output,
             file,
             timed_out: AtomicBool::new(false),
+            system_buffer,
             state: Mutex::new(IrpState {
                 completed: false,
+                finished: false,
                 cancel_requested: false,
                 cancel_routine: None,
                 completion,
@@ -116,15 +188,32 @@ impl Irp {
             state.information = information;
             state.completion.take()
         };
+        if let Some(buffer) = &self.system_buffer {
+            let copied = information.min(buffer.sender_output.length);
+            if copied > 0 {
+                // SAFETY: the receiver completed the packet, so it no longer writes the system
+                // buffer; the sender keeps its output range valid until its completion ran.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        buffer.storage.as_ptr().cast::<u8>(),
+                        buffer.sender_output.address as *mut u8,
+                        copied,
+                    );
+                }
+            }
+        }
         if let Some(completion) = completion {
             completion(self);
         }
+        lock(&self.state).finished = true;
         self.done.notify_all();
         true
     }
 
-    /// Requests cancellation: runs the cancel routine if one is set. True if the packet was not
-    /// completed yet (cancellation was initiated).
+    /// Requests cancellation (`IoCancelIrp`): marks the packet cancelled and runs its cancel
+    /// routine, if one is set, in the calling thread. Returns whether a cancel routine ran: false
+    /// when the packet completed already or its current owner has not made it cancelable, which
+    /// leaves the owner to complete it in its own time.
     pub(crate) fn cancel(self: &Arc<Self>) -> bool {
         let routine = {
             let mut state = lock(&self.state);
@@ -134,10 +223,13 @@ impl Irp {
             state.cancel_requested = true;
             state.cancel_routine.take()
         };
-        if let Some(routine) = routine {
-            routine(self);
+        match routine {
+            Some(routine) => {
+                routine(self);
+                true
+            }
+            None => false,
         }
-        true
     }
 
     /// Makes the packet cancelable. If cancellation was already requested the routine is handed
@@ -173,11 +265,11 @@ impl Irp {
         (state.status, state.information)
     }
 
-    /// Waits until the packet completes; false on timeout.
+    /// Waits until the packet completed and its completion returned; false on timeout.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = lock(&self.state);
-        while !state.completed {
+        while !state.finished {
             match deadline {
                 None => {
                     state = self
@@ -247,13 +339,24 @@ static NAMESPACE: LazyLock<Mutex<Namespace>> = LazyLock::new(|| {
 });
 static NEXT_FILE: AtomicU64 = AtomicU64::new(1);
 
-/// Normalizes a device name for lookup (case-insensitive, `\\?\` and `\??\` equivalent).
-fn key(name: &str) -> String {
+/// Normalizes a device name for lookup as the object manager resolves it: case-insensitive, and
+/// the kernel's `\??\`, `\DosDevices\` and `\GLOBAL??\` prefixes and the Win32 `\\?\` and
+/// `\\.\` prefixes all name the same directory of symbolic links.
+pub(crate) fn key(name: &str) -> String {
+    const ALIASES: [&str; 5] = [
+        "\\??\\",
+        "\\dosdevices\\",
+        "\\global??\\",
+        "\\\\?\\",
+        "\\\\.\\",
+    ];
     let lower = name.to_ascii_lowercase();
-    lower.strip_prefix("\\\\?\\").map_or_else(
-        || lower.strip_prefix("\\??\\").unwrap_or(&lower).to_string(),
-        str::to_string,
-    )
+    for alias in ALIASES {
+        if let Some(rest) = lower.strip_prefix(alias) {
+            return format!("\\??\\{rest}");
+        }
+    }
+    lower
 }
 
 /// Publishes `node` under `name`.

@@ -2,6 +2,7 @@
 //! lists them in its `ENTRIES`, which `table` assembles into the function table.
 
 pub(crate) mod collection;
+pub(crate) mod completion;
 pub(crate) mod debug_output;
 pub(crate) mod device;
 pub(crate) mod event;

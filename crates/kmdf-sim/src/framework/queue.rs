@@ -43,8 +43,14 @@ struct Config {
     device_control: crate::types::PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL,
     internal_device_control: crate::types::PFN_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL,
     canceled_on_queue: crate::types::PFN_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE,
+    /// `WdfExecutionLevelPassive`: callbacks run at `PASSIVE_LEVEL` only.
+    passive: bool,
 }
 
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent queue states, as KMDF's FxIoQueue keeps them"
+)]
 struct Inner {
     /// Requests waiting on the queue (handles), oldest first.
     waiting: VecDeque<usize>,
@@ -55,6 +61,10 @@ struct Inner {
     powered: bool,
     /// Callbacks to run once the driver owns no request (stop / purge completion).
     idle_callbacks: Vec<(PFN_WDF_IO_QUEUE_STATE, usize)>,
+    /// Threads inside this queue's presentation loop (KMDF's `m_Dispatching`).
+    presenting: u32,
+    /// A passive-level presentation was handed to a work item and has not started yet.
+    deferred: bool,
 }
 
 /// A queue.
@@ -119,33 +129,106 @@ fn can_dispatch(q: &Queue, inner: &Inner) -> bool {
         && q.config.dispatch != DISPATCH::WdfIoQueueDispatchManual
 }
 
-/// Presents waiting requests while the queue's rules allow it.
-fn pump(handle: usize) {
+/// Why the presentation loop is entered; KMDF treats the two cases differently.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// New I/O arrived (or the queue was started or powered up): present in this thread.
+    NewRequest,
+    /// A presented request left the driver (completed, forwarded, sent and forgotten). If any
+    /// thread is in the loop already it will pick up what is waiting; entering it again from
+    /// a completion would recurse (`FxIoQueue::DispatchInternalEvents`, fxioqueue.hpp).
+    RequestLeftDriver,
+}
+
+/// Presents waiting requests while the queue's rules allow it, in the calling thread and at its
+/// IRQL, as `FxIoQueue::DispatchEvents` (fxioqueue.cpp) does: a sequential queue presents one
+/// request at a time, a power-managed queue nothing while the device is off, and a passive-level
+/// queue called above `PASSIVE_LEVEL` hands the presentation to a work item
+/// (`FxIoQueue::CanThreadDispatchEventsLocked`).
+fn pump(handle: usize, origin: Origin) {
     let Some(object) = queue_object(handle) else {
         return;
     };
     let q = queue_of(&object);
+    {
+        let mut inner = lock(&q.inner);
+        if origin == Origin::RequestLeftDriver && inner.presenting > 0 {
+            return;
+        }
+        if q.config.passive && irql::current() > irql::PASSIVE {
+            if !inner.deferred {
+                inner.deferred = true;
+                drop(inner);
+                exec::submit_as(
+                    object::driver_of(handle),
+                    irql::PASSIVE,
+                    "passive-level queue presentation",
+                    move || {
+                        if let Some(object) = queue_object(handle) {
+                            lock(&queue_of(&object).inner).deferred = false;
+                        }
+                        pump(handle, Origin::NewRequest);
+                    },
+                );
+            }
+            return;
+        }
+        inner.presenting += 1;
+    }
     loop {
         let next = {
             let mut inner = lock(&q.inner);
-            if !can_dispatch(q, &inner) {
-                return;
+            let next = next_to_present(q, &mut inner);
+            if next.is_none() {
+                inner.presenting -= 1;
             }
-            if q.config.dispatch == DISPATCH::WdfIoQueueDispatchSequential && inner.driver_owned > 0
-            {
-                return;
-            }
-            let Some(request) = inner.waiting.pop_front() else {
-                return;
-            };
-            let Some(request_object) = object::live_object(request) else {
-                continue;
-            };
-            lock(&request::payload(&request_object).state).owner = Owner::Driver;
-            inner.driver_owned += 1;
-            request_object
+            next
+        };
+        let Some(next) = next else {
+            return;
         };
         present(handle, q, &next);
+    }
+}
+
+/// Takes the next request the queue may present now and makes the driver its owner.
+fn next_to_present(q: &Queue, inner: &mut Inner) -> Option<Arc<Object>> {
+    if !can_dispatch(q, inner) {
+        return None;
+    }
+    if q.config.dispatch == DISPATCH::WdfIoQueueDispatchSequential && inner.driver_owned > 0 {
+        return None;
+    }
+    while let Some(request) = inner.waiting.pop_front() {
+        let Some(request_object) = object::live_object(request) else {
+            continue;
+        };
+        take_for_driver(&request_object);
+        inner.driver_owned += 1;
+        return Some(request_object);
+    }
+    None
+}
+
+/// The driver becomes a waiting request's owner: it is not cancelable until the driver marks it.
+fn take_for_driver(request_object: &Arc<Object>) {
+    let mut state = lock(&request::payload(request_object).state);
+    state.owner = Owner::Driver;
+    if let Some(irp) = &state.incoming {
+        // If a cancel already took the routine, the cancel path finds the driver the owner
+        // and leaves the request to it (it sees WdfRequestIsCanceled).
+        irp.clear_cancel_routine();
+    }
+}
+
+/// Makes a request's packet cancelable through the queue (waiting on it, or marked cancelable
+/// by the driver); if it was cancelled already, the cancel is processed now.
+fn arm_cancel(request_handle: usize, irp: &Irp) {
+    if irp
+        .set_cancel_routine(Box::new(move |_| on_packet_cancel(request_handle)))
+        .is_err()
+    {
+        on_packet_cancel(request_handle);
     }
 }
 
@@ -307,7 +390,7 @@ fn finish(request_object: &Arc<Object>, status: NTSTATUS, information: usize, wa
         irp.complete(status, information);
     }
     object::delete(request_object);
-    pump(queue);
+    pump(queue, Origin::RequestLeftDriver);
 }
 
 /// The driver gave a request back (completed or forwarded or sent-and-forgotten).
@@ -407,13 +490,8 @@ pub(crate) fn dispatch(device: usize, irp: &Arc<Irp>) {
         }
         inner.waiting.push_back(handle);
     }
-    if irp
-        .set_cancel_routine(Box::new(move |_| on_packet_cancel(handle)))
-        .is_err()
-    {
-        on_packet_cancel(handle);
-    }
-    pump(queue);
+    arm_cancel(handle, irp);
+    pump(queue, Origin::NewRequest);
 }
 
 /// Cancels the packets of a closed handle that wait on, or are owned by, `device`'s driver.
@@ -455,7 +533,7 @@ pub(crate) fn device_powered(device: usize, on: bool) {
             lock(&queue_of(&object).inner).powered = on;
         }
         if on {
-            pump(queue);
+            pump(queue, Origin::NewRequest);
         }
     }
 }
@@ -581,6 +659,27 @@ unsafe extern "C" fn wdf_io_queue_create(
         );
         return STATUS_INVALID_PARAMETER;
     }
+    if !attributes.is_null() {
+        // SAFETY: as below.
+        let scope = unsafe { (*attributes).SynchronizationScope };
+        if scope == crate::types::_WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeDevice
+            || scope == crate::types::_WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeQueue
+        {
+            // The presentation lock (and KMDF's deferral when its owner re-enters) is not
+            // simulated; silently ignoring it would hide the lock re-entry it is there for.
+            verifier::report(
+                rules::INVALID_ARGUMENT,
+                API,
+                format!("SynchronizationScope {scope} (a presentation lock) is not simulated"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+    }
+    let passive = !attributes.is_null()
+        // SAFETY: a non-null attributes pointer is a valid WDF_OBJECT_ATTRIBUTES by the API
+        // contract (its Size is checked by `Attributes::read` below).
+        && unsafe { (*attributes).ExecutionLevel }
+            == crate::types::_WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive;
     let attributes = match Attributes::read(attributes, API) {
         Ok(attributes) => attributes,
         Err(status) => return status,
@@ -606,6 +705,7 @@ unsafe extern "C" fn wdf_io_queue_create(
             device_control: config.EvtIoDeviceControl,
             internal_device_control: config.EvtIoInternalDeviceControl,
             canceled_on_queue: config.EvtIoCanceledOnQueue,
+            passive,
         },
         inner: Mutex::new(Inner {
             waiting: VecDeque::new(),
@@ -614,6 +714,8 @@ unsafe extern "C" fn wdf_io_queue_create(
             dispatching: true,
             powered,
             idle_callbacks: Vec::new(),
+            presenting: 0,
+            deferred: false,
         }),
         changed: Condvar::new(),
     };
@@ -702,7 +804,7 @@ unsafe extern "C" fn wdf_io_queue_retrieve_next_request(
         let Some(request_object) = object::live_object(request) else {
             continue;
         };
-        lock(&request::payload(&request_object).state).owner = Owner::Driver;
+        take_for_driver(&request_object);
         inner.driver_owned += 1;
         // SAFETY: checked non-null; writable by the API contract.
         unsafe { out.write(object::handle_ptr(request)) };
@@ -720,7 +822,7 @@ unsafe extern "C" fn wdf_io_queue_start(_globals: PWDF_DRIVER_GLOBALS, queue: WD
         inner.accepting = true;
         inner.dispatching = true;
     }
-    pump(object.handle);
+    pump(object.handle, Origin::NewRequest);
 }
 
 fn stop_or_purge(
@@ -927,14 +1029,19 @@ unsafe extern "C" fn wdf_request_mark_cancelable_ex(
         return STATUS_INVALID_PARAMETER;
     }
     let mut state = lock(&request::payload(&object).state);
-    if state
-        .incoming
-        .as_ref()
-        .is_some_and(|irp| irp.is_cancel_requested())
+    let Some(irp) = state.incoming.clone() else {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    };
+    state.cancel_routine = routine;
+    let handle = object.handle;
+    if irp
+        .set_cancel_routine(Box::new(move |_| on_packet_cancel(handle)))
+        .is_err()
     {
+        // Already cancelled: the driver keeps the request and completes it itself.
+        state.cancel_routine = None;
         return STATUS_CANCELLED;
     }
-    state.cancel_routine = routine;
     STATUS_SUCCESS
 }
 
@@ -947,8 +1054,18 @@ unsafe extern "C" fn wdf_request_unmark_cancelable(
         return STATUS_INVALID_DEVICE_REQUEST;
     };
     let mut state = lock(&request::payload(&object).state);
-    if state.cancel_routine.take().is_some() {
-        return STATUS_SUCCESS;
+    if let Some(routine) = state.cancel_routine.take() {
+        if state
+            .incoming
+            .as_ref()
+            .is_none_or(|irp| irp.clear_cancel_routine())
+        {
+            return STATUS_SUCCESS;
+        }
+        // A cancel took the packet's routine and waits for this lock: it calls the driver's
+        // EvtRequestCancel, which owns the completion.
+        state.cancel_routine = Some(routine);
+        return STATUS_CANCELLED;
     }
     if state
         .incoming
@@ -1225,16 +1342,13 @@ unsafe extern "C" fn wdf_request_forward_to_io_queue(
         inner.waiting.push_back(object.handle);
     }
     release_ownership(source);
-    // A cancel that arrived while the driver owned the request without a cancel routine.
-    if lock(&req.state)
-        .incoming
-        .as_ref()
-        .is_some_and(|irp| irp.is_cancel_requested())
-    {
-        on_packet_cancel(object.handle);
+    // Waiting on the destination, the request is cancelable again (and a cancel that arrived
+    // while the driver owned it is processed now).
+    if let Some(irp) = lock(&req.state).incoming.clone() {
+        arm_cancel(object.handle, &irp);
     }
-    pump(destination.handle);
-    pump(source);
+    pump(destination.handle, Origin::NewRequest);
+    pump(source, Origin::RequestLeftDriver);
     STATUS_SUCCESS
 }
 

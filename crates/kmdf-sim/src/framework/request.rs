@@ -3,8 +3,11 @@
 //!
 //! A sent request is owned by its target until its packet completes. The packet's completion
 //! records status, information and the completion parameters, then runs the completion routine
-//! on a framework thread at `DISPATCH_LEVEL`; a synchronous send is woken instead. Cancel and
-//! completion meet in the packet's single lock, so every request completes exactly once.
+//! inline, in the context that completed the packet and at its IRQL, as KMDF does (see
+//! [`super::completion`]): a target that completes in its queue callback completes the sender
+//! before `WdfRequestSend` returns. A synchronous `WdfRequestSend` also calls the routine before
+//! the sender wakes; the synchronous helpers do not. Cancel and completion meet in the packet's
+//! single lock, so every request completes exactly once.
 
 use std::cell::UnsafeCell;
 use std::collections::HashSet;
@@ -16,11 +19,11 @@ use super::io::{Irp, MajorFunction, Range, lock};
 use super::object::{self, Attributes, Object, Payload};
 use super::table::Entry;
 use super::verifier::{self, rules};
-use super::{boolean, exec, faults, iotarget, irql, memory, wdf_entry};
+use super::{boolean, completion, exec, faults, iotarget, irql, memory, wdf_entry};
 use crate::constants::{
-    STATUS_CANCELLED, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_CANCELLED, STATUS_INFO_LENGTH_MISMATCH, STATUS_INTEGER_OVERFLOW,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_IO_TIMEOUT, STATUS_SUCCESS,
+    STATUS_IO_TIMEOUT, STATUS_SUCCESS, STATUS_WDF_REQUEST_INVALID_STATE,
 };
 use crate::types::{
     _WDF_REQUEST_REUSE_FLAGS, _WDF_REQUEST_SEND_OPTIONS_FLAGS as SEND, _WDF_REQUEST_TYPE, BOOLEAN,
@@ -211,18 +214,10 @@ pub(crate) fn resolve(
         };
         (offsets.BufferOffset, count)
     };
-    match offset.checked_add(count) {
-        Some(end) if end <= length => {}
-        _ => {
-            verifier::report(
-                rules::INVALID_ARGUMENT,
-                api,
-                format!(
-                    "offset {offset} + length {count} exceeds the {length}-byte buffer of {object}"
-                ),
-            );
-            return Err(STATUS_INVALID_BUFFER_SIZE);
-        }
+    // KMDF checks the window with `IFxMemory::ValidateMemoryOffsets` (ifxmemory.hpp) and fails
+    // the format with STATUS_INTEGER_OVERFLOW, without a verifier break.
+    if offset.checked_add(count).is_none_or(|end| end > length) {
+        return Err(STATUS_INTEGER_OVERFLOW);
     }
     Ok((
         Buffer {
@@ -393,12 +388,15 @@ fn fill_params(request: &Request, format: &Format, status: NTSTATUS, information
     }
 }
 
-/// What happens when a sent packet completes.
+/// What happens when a sent packet completes: the request gets its status, information and
+/// completion parameters, then its completion routine runs right here, in the context that
+/// completed the packet and at its IRQL (see [`super::completion`]). `call_routine` is false for
+/// the synchronous helpers, which KMDF submits without the driver's completion routine.
 fn on_packet_complete(
     request_handle: usize,
     target_handle: usize,
     irp: &Arc<Irp>,
-    synchronous: bool,
+    call_routine: bool,
 ) {
     let Some(object) = object::lookup(request_handle, Some(KIND), "request completion") else {
         return;
@@ -420,34 +418,40 @@ fn on_packet_complete(
         (state.routine, state.context)
     };
     iotarget::packet_done(target_handle, irp);
-    if synchronous {
-        iotarget::request_finished(target_handle);
-        object::dereference(&object, "request completion");
-        return;
+    if let Some(routine) = routine.filter(|_| call_routine) {
+        let params = request.params_ptr();
+        object::with_driver(object::driver_of(request_handle), || {
+            completion::run_nested("EvtRequestCompletionRoutine", || {
+                irql::run_callback(irql::current(), "EvtRequestCompletionRoutine", || {
+                    // SAFETY: the driver set this routine for this request; the request is
+                    // referenced until the routine returns, so its parameters stay valid.
+                    unsafe {
+                        routine(
+                            object::handle_ptr(request_handle),
+                            object::handle_ptr(target_handle),
+                            params,
+                            context as WDFCONTEXT,
+                        );
+                    }
+                });
+            });
+        });
     }
-    let params = request.params_ptr() as usize;
-    let sender = object::driver_of(request_handle);
-    exec::submit_as(
-        sender,
-        irql::DISPATCH,
-        "EvtRequestCompletionRoutine",
-        move || {
-            if let Some(routine) = routine {
-                // SAFETY: the driver set this routine for this request; the request is referenced
-                // until the routine returns, so its parameters stay valid.
-                unsafe {
-                    routine(
-                        object::handle_ptr(request_handle),
-                        object::handle_ptr(target_handle),
-                        params as PWDF_REQUEST_COMPLETION_PARAMS,
-                        context as WDFCONTEXT,
-                    );
-                }
-            }
-            iotarget::request_finished(target_handle);
-            object::dereference(&object, "request completion");
-        },
-    );
+    iotarget::request_finished(target_handle);
+    object::dereference(&object, "request completion");
+}
+
+/// Sends a request as the `WdfIoTargetSend*Synchronously` helpers do: with
+/// `WDF_REQUEST_SEND_OPTION_SYNCHRONOUS` the driver's completion routine is not called (KMDF's
+/// `FxIoTarget::SubmitSync` without `SubmitSyncCallCompletion`, fxiotarget.cpp). Returns whether
+/// it was sent (queued on a stopped target counts as sent).
+pub(crate) fn send(
+    request: WDFREQUEST,
+    target: WDFIOTARGET,
+    options: PWDF_REQUEST_SEND_OPTIONS,
+    api: &str,
+) -> bool {
+    send_request(request, target, options, false, api)
 }
 
 #[allow(
@@ -455,10 +459,13 @@ fn on_packet_complete(
     reason = "one linear sequence of KMDF's send checks"
 )]
 /// Sends a request; returns whether it was sent (queued on a stopped target counts as sent).
-pub(crate) fn send(
+/// `routine_when_synchronous`: whether a synchronous send still calls the driver's completion
+/// routine, as `WdfRequestSend` does (`SubmitSyncCallCompletion`, fxrequestapi.cpp).
+fn send_request(
     request: WDFREQUEST,
     target: WDFIOTARGET,
     options: PWDF_REQUEST_SEND_OPTIONS,
+    routine_when_synchronous: bool,
     api: &str,
 ) -> bool {
     let Some(object) = find(request, api) else {
@@ -539,7 +546,12 @@ pub(crate) fn send(
             format.output.range,
             0,
             Some(Box::new(move |irp: &Arc<Irp>| {
-                on_packet_complete(request_handle, target_handle, irp, synchronous);
+                on_packet_complete(
+                    request_handle,
+                    target_handle,
+                    irp,
+                    !synchronous || routine_when_synchronous,
+                );
             })),
         )
     };
@@ -710,7 +722,14 @@ unsafe extern "C" fn wdf_request_reuse(
         );
         return STATUS_INFO_LENGTH_MISMATCH;
     }
-    if params.Flags & _WDF_REQUEST_REUSE_FLAGS::WDF_REQUEST_REUSE_SET_NEW_IRP as u32 != 0 {
+    let req = payload(&object);
+    let new_irp =
+        params.Flags & _WDF_REQUEST_REUSE_FLAGS::WDF_REQUEST_REUSE_SET_NEW_IRP as u32 != 0;
+    if new_irp && !req.driver_created {
+        // FxRequest::Reuse (fxrequest.cpp): a request presented by a queue cannot take a new IRP.
+        return STATUS_WDF_REQUEST_INVALID_STATE;
+    }
+    if new_irp {
         verifier::report(
             rules::INVALID_ARGUMENT,
             API,
@@ -718,7 +737,6 @@ unsafe extern "C" fn wdf_request_reuse(
         );
         return STATUS_INVALID_PARAMETER;
     }
-    let req = payload(&object);
     let old = {
         let mut state = lock(&req.state);
         if state.sent.is_some() {
@@ -730,15 +748,8 @@ unsafe extern "C" fn wdf_request_reuse(
             );
             return STATUS_INVALID_DEVICE_STATE;
         }
-        if !req.driver_created {
-            drop(state);
-            verifier::report(
-                rules::INVALID_ARGUMENT,
-                &*object,
-                "WdfRequestReuse of a request a queue presented is not simulated".to_string(),
-            );
-            return STATUS_INVALID_DEVICE_REQUEST;
-        }
+        // A request a queue presented may be reused too (a driver that sends it on with a new
+        // format); it keeps the packet it came in with (FxRequest::Reuse, fxrequest.cpp).
         state.format = None;
         state.routine = None;
         state.context = 0;
@@ -758,7 +769,13 @@ unsafe extern "C" fn wdf_request_send(
     target: WDFIOTARGET,
     options: PWDF_REQUEST_SEND_OPTIONS,
 ) -> BOOLEAN {
-    boolean(send(request, target, options, "WdfRequestSend"))
+    boolean(send_request(
+        request,
+        target,
+        options,
+        true,
+        "WdfRequestSend",
+    ))
 }
 
 unsafe extern "C" fn wdf_request_get_status(

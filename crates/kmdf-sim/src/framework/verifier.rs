@@ -68,6 +68,9 @@ pub mod rules {
     pub const REQUEST_STILL_PENDING: &str = "request reused while pending";
     /// A request, target or queue was alive at device removal.
     pub const IO_ALIVE_AT_REMOVE: &str = "I/O object alive at remove";
+    /// Completion routines nested deeper than the simulation's bound on one thread (a stream
+    /// that resends from its completion routine into a target that completes inline).
+    pub const COMPLETION_RECURSION: &str = "completion routines nested too deeply";
 }
 
 /// One broken rule.

@@ -16,6 +16,34 @@ pub mod pnp;
 pub mod target;
 pub mod user;
 
+/// How deeply completion routines nest (see the rule
+/// [`rules::COMPLETION_RECURSION`](verifier::rules::COMPLETION_RECURSION)).
+///
+/// A completion routine runs in the context that completed its request, so a routine that sends
+/// again into a target that completes inline runs the next routine one level deeper on the same
+/// thread. These functions let a test bound that depth.
+pub mod completion {
+    pub use crate::framework::completion::NESTING_LIMIT;
+
+    /// Completion routines running on the calling thread now (0 outside any).
+    #[must_use]
+    pub fn depth() -> u32 {
+        crate::framework::completion::depth()
+    }
+
+    /// The deepest nesting of completion routines seen on any thread since the session began
+    /// (or since [`reset_high_water`]).
+    #[must_use]
+    pub fn high_water() -> u32 {
+        crate::framework::completion::high_water()
+    }
+
+    /// Forgets the deepest nesting seen.
+    pub fn reset_high_water() {
+        crate::framework::completion::reset_high_water();
+    }
+}
+
 /// The verifier log.
 pub mod verifier {
     pub use crate::framework::verifier::{Report, rules};
@@ -58,6 +86,7 @@ impl Session {
         faults::clear();
         faults::reset_counters();
         faults::reset_live();
+        crate::framework::completion::reset_high_water();
         let _ = log::take();
         let _ = debug_output::take();
         irql::set(irql::PASSIVE);

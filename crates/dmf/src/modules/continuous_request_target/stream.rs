@@ -492,15 +492,12 @@ impl StreamShared {
                 return Ok(Sent::InFlight);
             };
             debug_assert_eq!(s.phase, Phase::Sending);
-            match s.early.take() {
-                Some(completion) => {
-                    s.phase = Phase::Completing;
-                    (Sent::Completed(completion), false)
-                }
-                None => {
-                    s.phase = Phase::InFlight;
-                    (Sent::InFlight, core::mem::take(&mut s.cancel_pending))
-                }
+            if let Some(completion) = s.early.take() {
+                s.phase = Phase::Completing;
+                (Sent::Completed(completion), false)
+            } else {
+                s.phase = Phase::InFlight;
+                (Sent::InFlight, core::mem::take(&mut s.cancel_pending))
             }
         };
         if cancel {

@@ -71,7 +71,11 @@ impl Ledger {
         let seen = self.seen.lock().unwrap();
         let count = seen.iter().filter(|&&s| s).count() as u64;
         let empty = self.empty.load(Ordering::SeqCst);
-        assert_eq!(count + empty, answered, "each answered request's data seen once");
+        assert_eq!(
+            count + empty,
+            answered,
+            "each answered request's data seen once"
+        );
     }
 }
 
@@ -172,13 +176,28 @@ fn stream_to_the_end(
         (limit..=limit + REQUESTS as u64).contains(&outputs),
         "{outputs} outputs for a limit of {limit}"
     );
-    assert_eq!(counters.received, outputs, "one output per request answered");
+    assert_eq!(
+        counters.received, outputs,
+        "one output per request answered"
+    );
     assert_eq!(counters.answered, outputs);
-    assert_eq!(ledger.inputs.load(Ordering::SeqCst), outputs, "one input per send");
+    assert_eq!(
+        ledger.inputs.load(Ordering::SeqCst),
+        outputs,
+        "one input per send"
+    );
     assert_eq!(ledger.failures.load(Ordering::SeqCst), 0);
     ledger.assert_each_seen_once(outputs);
-    assert_eq!(crt.output_buffers_free(), Some(REQUESTS), "output buffers back");
-    assert_eq!(crt.input_buffers_free(), Some(REQUESTS), "input buffers back");
+    assert_eq!(
+        crt.output_buffers_free(),
+        Some(REQUESTS),
+        "output buffers back"
+    );
+    assert_eq!(
+        crt.input_buffers_free(),
+        Some(REQUESTS),
+        "input buffers back"
+    );
     assert_eq!(crt.core_references(), 0, "no send holds a reference");
     let high_water = completion::high_water();
     assert!(
@@ -202,12 +221,9 @@ fn stream_to_the_end(
 
 #[test]
 fn a_hundred_thousand_inline_completions_loop_without_nesting() {
-    let high_water = stream_to_the_end(
-        "\\??\\CrtInline",
-        ModuleAttributes::new(),
-        100_000,
-        |r| Response::data(&r.input),
-    );
+    let high_water = stream_to_the_end("\\??\\CrtInline", ModuleAttributes::new(), 100_000, |r| {
+        Response::data(&r.input)
+    });
     // The inline completions did run nested inside their sends (depth 1 at least).
     assert!(high_water >= 1);
 }
@@ -289,7 +305,11 @@ fn stop_and_close_while_completing_inline_and_from_workers() {
             assert_eq!(crt.live_streams(), 0);
             assert_eq!(crt.core_references(), 0);
             std::thread::sleep(Duration::from_millis(2));
-            assert_eq!(ledger.late.load(Ordering::SeqCst), 0, "no callback after stop");
+            assert_eq!(
+                ledger.late.load(Ordering::SeqCst),
+                0,
+                "no callback after stop"
+            );
             crt.io_target_clear();
             drop(crt);
         } else {
@@ -308,7 +328,11 @@ fn stop_and_close_while_completing_inline_and_from_workers() {
             answered + cancelled,
             "round {round}: every request answered or cancelled"
         );
-        assert_eq!(device.pending(), 0, "round {round}: nothing left at the target");
+        assert_eq!(
+            device.pending(),
+            0,
+            "round {round}: nothing left at the target"
+        );
         assert_eq!(
             ledger.inputs.load(Ordering::SeqCst),
             received,
@@ -323,7 +347,11 @@ fn stop_and_close_while_completing_inline_and_from_workers() {
         );
         assert_eq!(ledger.duplicates.load(Ordering::SeqCst), 0);
     }
-    assert!(completion::high_water() <= 2, "{}", completion::high_water());
+    assert!(
+        completion::high_water() <= 2,
+        "{}",
+        completion::high_water()
+    );
     drop(target);
     host.remove();
     driver.unload();
@@ -372,9 +400,17 @@ fn released_requests_loop_on_the_releasing_thread() {
     assert_eq!(ledger.inputs.load(Ordering::SeqCst), outputs);
     let released = released.load(Ordering::SeqCst) as u64;
     assert!(released > 0);
-    assert_eq!(ledger.empty.load(Ordering::SeqCst), released, "released answers carry no data");
+    assert_eq!(
+        ledger.empty.load(Ordering::SeqCst),
+        released,
+        "released answers carry no data"
+    );
     ledger.assert_each_seen_once(outputs);
-    assert!(completion::high_water() <= 2, "{}", completion::high_water());
+    assert!(
+        completion::high_water() <= 2,
+        "{}",
+        completion::high_water()
+    );
     assert_eq!(crt.core_references(), 0);
     crt.io_target_clear();
     drop(crt);

@@ -666,7 +666,10 @@ fn ignore_policy_cancel_is_not_honoured_and_the_answer_completes_the_request() {
     assert!(device.wait_held(1, WAIT));
     // WdfRequestCancelSentRequest returns what IoCancelIrp returns (FxRequestBase::Cancel,
     // fxrequestbase.cpp): FALSE, since the target set no cancel routine.
-    assert!(!cancel(bench.request), "no cancel routine: IoCancelIrp returns FALSE");
+    assert!(
+        !cancel(bench.request),
+        "no cancel routine: IoCancelIrp returns FALSE"
+    );
     let counters = device.counters();
     assert_eq!((counters.cancels_received, counters.cancelled), (0, 0));
     assert_eq!(device.pending(), 1);

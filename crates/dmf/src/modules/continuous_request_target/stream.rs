@@ -14,15 +14,24 @@
 //!
 //! A target may complete a request before `WdfRequestSend` returns: KMDF presents a request to a
 //! local device's queue in the sender's thread, and a queue callback that completes it at once
-//! runs the sender's completion routine right there. A completion routine that resent from
-//! inside itself would then nest one level deeper per request until the kernel stack
-//! overflows. So a completion that finds its slot still `Sending` (the send of this very request
-//! has not returned yet, on this thread or on another one) only records itself in the slot
-//! (`early`) and returns; the sender, once `WdfRequestSend` returned, processes it and sends
-//! again, in a loop. On a thread, completion routines of this module therefore nest at most two
-//! deep: the one that runs the loop, and the inline one inside its send.
+//! runs the sender's completion routine right there (a sequential queue may also present, and
+//! complete, *another* request it was holding). A completion routine that resent from inside
+//! itself would nest one level deeper per request until the kernel stack overflows. So no
+//! completion is processed inside a send of this module:
 //!
-//! A loop processes at most [`LOOP_BUDGET`] completions, then hands the slot to the module's
+//! * a completion that finds its own slot still `Sending` (its send has not returned yet, on
+//!   this thread or another one) only records itself in the slot (`early`);
+//! * a completion of another slot that arrives while any send of this module is in progress
+//!   (`in_send`) goes to the `ready` list;
+//!
+//! and returns. Every sender, in the section where its send has returned, moves its own early
+//! completion to `ready` and takes the oldest ready completion to process next: the sending
+//! code is a loop that goes on while there is work. Whoever is mid-send when a completion is
+//! listed will look at the list afterwards, and a loop only ends having found it empty, so no
+//! completion is left behind. On one thread, completion routines of this module nest at most
+//! two deep: the one whose loop sends, and the one inside that send.
+//!
+//! A loop processes at most [`LOOP_BUDGET`] completions, then hands what is left to the module's
 //! work item (which loops the same way and re-queues itself), so a target that always
 //! completes inline holds no thread for ever: not the caller of `start`, not a DPC.
 //!
@@ -31,10 +40,11 @@
 //! Every send holds a module reference, kept in its slot from just before `WdfRequestSend`
 //! until its completion has been processed; it is handed on to the next send of the slot, or
 //! released in the very lock section that ends the stream. While a slot is `Sending` nothing
-//! but its sender releases that reference (an early completion leaves it in the slot). So the
-//! state of a slot is only touched while the reference of its current send is held, or in the
-//! section that releases it: close, which waits for every reference, never clears the slots
-//! under a running send.
+//! but its sender releases that reference (an early completion leaves it in the slot), and a
+//! listed completion is processed by exactly one loop, which takes it off the list. So the state
+//! of a slot is only touched while the reference of its current send is held, or in the section
+//! that releases it: close, which waits for every reference, never clears the slots under a
+//! running send.
 //!
 //! A stop marks the module stopping, cancels every `InFlight` request and asks every `Sending`
 //! one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals `ended`.
@@ -105,9 +115,14 @@ struct StreamState {
     start_count: u64,
     slots: Vec<SlotState>,
     requests: Vec<Arc<StreamSlot>>,
-    /// Completions waiting for the work item (a passive-level module's, or those of a loop that
-    /// spent its budget). Room for every slot is reserved at open; a slot is in it at most once.
-    deferred: VecDeque<(Arc<StreamSlot>, Completion)>,
+    /// Completions waiting to be processed by a loop: listed while a send was in progress,
+    /// moved here by their sender, or left for the work item (a passive-level module's above
+    /// `PASSIVE_LEVEL`, or those of a loop that spent its budget). Room for every slot is
+    /// reserved at open; a slot is in it at most once (it stays `Completing` until taken).
+    ready: VecDeque<Work>,
+    /// Sends in progress: between storing the slot's buffers and the section after
+    /// `WdfRequestSend` returned.
+    in_send: usize,
     work_item: Option<WorkItem>,
     /// Streaming was on when `D0Exit` stopped it.
     resume_in_d0: bool,
@@ -143,13 +158,8 @@ pub(crate) struct StreamSettings {
     pub(crate) output_callback: Option<BufferOutputCallback>,
 }
 
-/// What became of a send that the target accepted.
-enum Sent {
-    /// Out at the target; its completion routine processes it.
-    InFlight,
-    /// Completed before `WdfRequestSend` returned: the sender processes this completion.
-    Completed(Completion),
-}
+/// A completed send to process: the slot (`Completing`) and its completion.
+type Work = (Arc<StreamSlot>, Completion);
 
 /// What processing a completion decided.
 enum Next {
@@ -182,7 +192,8 @@ impl StreamShared {
                 start_count: 0,
                 slots: Vec::new(),
                 requests: Vec::new(),
-                deferred: VecDeque::new(),
+                ready: VecDeque::new(),
+                in_send: 0,
                 work_item: None,
                 resume_in_d0: false,
                 purged: false,
@@ -205,14 +216,14 @@ impl StreamShared {
     pub(crate) fn open(self: &Arc<Self>) -> Result<(), NtStatus> {
         let mut requests = Vec::new();
         let mut slots = Vec::new();
-        let mut deferred = VecDeque::new();
+        let mut ready = VecDeque::new();
         requests
             .try_reserve_exact(self.count)
             .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         slots
             .try_reserve_exact(self.count)
             .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        deferred
+        ready
             .try_reserve_exact(self.count)
             .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         for index in 0..self.count {
@@ -244,7 +255,8 @@ impl StreamShared {
         let mut state = self.state.lock();
         state.requests = requests;
         state.slots = slots;
-        state.deferred = deferred;
+        state.ready = ready;
+        state.in_send = 0;
         state.work_item = Some(work_item);
         state.stopping = true;
         state.live = 0;
@@ -254,42 +266,43 @@ impl StreamShared {
     /// Close: every stream has ended (each send held a module reference, and the last one was
     /// released in the section that ended its stream). Deletes the requests and the work item.
     pub(crate) fn close(&self) {
-        let (requests, item, deferred) = {
+        let (requests, item, ready) = {
             let mut state = self.state.lock();
             state.target = None;
             state.slots.clear();
             (
                 core::mem::take(&mut state.requests),
                 state.work_item.take(),
-                core::mem::take(&mut state.deferred),
+                core::mem::take(&mut state.ready),
             )
         };
-        drop(deferred);
+        debug_assert!(ready.is_empty(), "a listed completion holds a reference");
+        drop(ready);
         drop(requests);
         drop(item);
     }
 
-    /// The work item: processes deferred completions, within one budget, then queues itself
-    /// again if some are left.
+    /// The work item: processes ready completions, within one budget, then queues itself again
+    /// if some are left.
     fn drain(&self) {
         let mut budget = LOOP_BUDGET;
         loop {
             let next = {
                 let mut state = self.state.lock();
                 if budget == 0 {
-                    if !state.deferred.is_empty()
+                    if !state.ready.is_empty()
                         && let Some(item) = &state.work_item
                     {
                         item.enqueue();
                     }
                     return;
                 }
-                state.deferred.pop_front()
+                state.ready.pop_front()
             };
-            let Some((slot, completion)) = next else {
+            if next.is_none() {
                 return;
-            };
-            self.run(&slot, completion, &mut budget);
+            }
+            self.run(next, &mut budget);
         }
     }
 
@@ -334,6 +347,7 @@ impl StreamShared {
     fn completed(&self, slot: &Arc<StreamSlot>, completion: Completion) {
         {
             let mut state = self.state.lock();
+            let in_send = state.in_send;
             let Some(s) = state.slots.get_mut(slot.index) else {
                 return;
             };
@@ -343,40 +357,57 @@ impl StreamShared {
                 s.early = Some(completion);
                 return;
             }
-            debug_assert_eq!(s.phase, Phase::InFlight, "a completion of a request not out");
+            debug_assert_eq!(
+                s.phase,
+                Phase::InFlight,
+                "a completion of a request not out"
+            );
             s.phase = Phase::Completing;
+            if in_send > 0 {
+                // Maybe inside one of this module's sends (a queue that completes a request it
+                // held while presenting another): the sender takes it once its send returned.
+                // Room for every slot was reserved at open: this never allocates.
+                state.ready.push_back((Arc::clone(slot), completion));
+                return;
+            }
         }
         let mut budget = LOOP_BUDGET;
-        self.run(slot, completion, &mut budget);
+        self.run(Some((Arc::clone(slot), completion)), &mut budget);
     }
 
-    /// Processes `completion` of `slot` (which is `Completing`) and, while the target completes
-    /// each resend before the send returns, the next completions: a loop, one unit of `budget`
-    /// per completion. Out of budget, or above `PASSIVE_LEVEL` in a passive-level module, the
-    /// slot goes to the work item instead.
-    fn run(&self, slot: &Arc<StreamSlot>, mut completion: Completion, budget: &mut usize) {
-        loop {
+    /// The loop: processes `work` and whatever the sends it makes bring back (their own early
+    /// completions, completions listed meanwhile), one unit of `budget` per completion, until
+    /// none is left. Out of budget, or above `PASSIVE_LEVEL` in a passive-level module, the work
+    /// goes to the work item instead.
+    fn run(&self, mut work: Option<Work>, budget: &mut usize) {
+        while let Some((slot, completion)) = work.take() {
             if *budget == 0 || (self.passive && irql::current() != irql::PASSIVE_LEVEL) {
                 self.defer(slot, completion);
                 return;
             }
             *budget -= 1;
-            let Next::Resend(reference) = self.process(slot.index, &completion) else {
-                return;
+            work = match self.process(slot.index, &completion) {
+                Next::Resend(reference) => match self.send_slot(&slot, reference) {
+                    Ok(next) => next,
+                    Err(_) => self.take_ready(),
+                },
+                Next::Ended => self.take_ready(),
             };
-            match self.send_slot(slot, reference) {
-                Ok(Sent::Completed(next)) => completion = next,
-                Ok(Sent::InFlight) | Err(_) => return,
-            }
         }
     }
 
-    /// Hands a completed slot to the work item.
-    fn defer(&self, slot: &Arc<StreamSlot>, completion: Completion) {
+    /// The oldest listed completion, if any.
+    fn take_ready(&self) -> Option<Work> {
+        self.state.lock().ready.pop_front()
+    }
+
+    /// Lists a completed slot for the work item and queues the work item (which takes every
+    /// listed completion).
+    fn defer(&self, slot: Arc<StreamSlot>, completion: Completion) {
         let mut state = self.state.lock();
-        // Room for every slot was reserved at open and a slot is queued at most once (it stays
-        // `Completing` until the work item took it): this never allocates.
-        state.deferred.push_back((Arc::clone(slot), completion));
+        // Room for every slot was reserved at open and a slot is listed at most once (it stays
+        // `Completing` until taken): this never allocates.
+        state.ready.push_back((slot, completion));
         // Enqueued under the lock: close cannot delete the item meanwhile (and the slot's
         // reference keeps close waiting until the item processed it).
         if let Some(item) = &state.work_item {
@@ -437,12 +468,14 @@ impl StreamShared {
     }
 
     /// Sends one slot's request with fresh buffers. `previous` is the reference of the send
-    /// that just completed, released once the new one is taken. `Err`: the stream ended.
+    /// that just completed, released once the new one is taken. `Ok`: the send returned, and the
+    /// next listed completion (this send's own, if it completed already and nothing was listed
+    /// before it) is the caller's to process. `Err`: the stream ended; the list is unchecked.
     fn send_slot(
         &self,
         slot: &Arc<StreamSlot>,
         previous: Option<HeldReference>,
-    ) -> Result<Sent, NtStatus> {
+    ) -> Result<Option<Work>, NtStatus> {
         let index = slot.index;
         let reference = match self.references.acquire() {
             Ok(reference) => {
@@ -485,25 +518,29 @@ impl StreamShared {
             return Err(status);
         }
         // The send returned. Until this section the slot stays `Sending`, so its reference is
-        // still in it, whatever a completion did meanwhile.
-        let (sent, cancel) = {
+        // still in it, whatever a completion did meanwhile. After it the slot is someone
+        // else's business (its completion routine's, or whichever loop takes it off the list).
+        let (next, cancel) = {
             let mut state = self.state.lock();
-            let Some(s) = state.slots.get_mut(index) else {
-                return Ok(Sent::InFlight);
-            };
-            debug_assert_eq!(s.phase, Phase::Sending);
-            if let Some(completion) = s.early.take() {
-                s.phase = Phase::Completing;
-                (Sent::Completed(completion), false)
-            } else {
-                s.phase = Phase::InFlight;
-                (Sent::InFlight, core::mem::take(&mut s.cancel_pending))
+            state.in_send -= 1;
+            let mut cancel = false;
+            if let Some(s) = state.slots.get_mut(index) {
+                debug_assert_eq!(s.phase, Phase::Sending);
+                if let Some(completion) = s.early.take() {
+                    s.phase = Phase::Completing;
+                    // Behind what was listed before: first come, first served.
+                    state.ready.push_back((Arc::clone(slot), completion));
+                } else {
+                    s.phase = Phase::InFlight;
+                    cancel = core::mem::take(&mut s.cancel_pending);
+                }
             }
+            (state.ready.pop_front(), cancel)
         };
         if cancel {
             let _ = slot.request.cancel();
         }
-        Ok(sent)
+        Ok(next)
     }
 
     /// Reuses and formats the request with fresh buffers (the input filled by the client).
@@ -583,15 +620,21 @@ impl StreamShared {
             s.input = input;
             s.output = output;
             s.reference = Some(reference);
+            state.in_send += 1;
         }
         if let Err(status) = request.send_shared(target, Timeout::from_millis(0), Arc::clone(slot))
         {
-            // Refused: no completion will run.
+            // Refused: no completion will run. (What was listed meanwhile is the caller's to
+            // take: a failed send is followed by a look at the list.)
             let (input, output, reference) = {
                 let mut state = self.state.lock();
-                state.slots.get_mut(slot.index).map_or((None, None, None), |s| {
-                    (s.input.take(), s.output.take(), s.reference.take())
-                })
+                state.in_send -= 1;
+                state
+                    .slots
+                    .get_mut(slot.index)
+                    .map_or((None, None, None), |s| {
+                        (s.input.take(), s.output.take(), s.reference.take())
+                    })
             };
             drop((input, output));
             return Err((status, reference));
@@ -600,8 +643,8 @@ impl StreamShared {
     }
 
     /// Starts streaming every idle slot. On a send failure streaming is stopped and the first
-    /// failure returned. Completions that arrive before their send returns are processed here,
-    /// in a loop (within one budget; the work item takes over beyond it).
+    /// failure returned. Completions that arrive while these sends are in progress are
+    /// processed here, in the loop (within one budget; the work item takes over beyond it).
     pub(crate) fn start(&self) -> Result<(), NtStatus> {
         {
             let mut state = self.state.lock();
@@ -643,11 +686,14 @@ impl StreamShared {
                 self.end_stream(index, None);
                 continue;
             }
-            match self.send_slot(&slot, None) {
-                Ok(Sent::InFlight) => {}
-                Ok(Sent::Completed(completion)) => self.run(&slot, completion, &mut budget),
-                Err(status) => result = Err(status),
-            }
+            let next = match self.send_slot(&slot, None) {
+                Ok(next) => next,
+                Err(status) => {
+                    result = Err(status);
+                    self.take_ready()
+                }
+            };
+            self.run(next, &mut budget);
         }
         if result.is_err() {
             self.stop();

@@ -333,11 +333,22 @@ fn stop_and_close_while_completing_inline_and_from_workers() {
             0,
             "round {round}: nothing left at the target"
         );
-        assert_eq!(
-            ledger.inputs.load(Ordering::SeqCst),
-            received,
-            "round {round}: one input per request sent"
-        );
+        // One input per request sent (a stop never wastes a filled input buffer: the request
+        // goes out and is cancelled). Clearing the target without waiting for the streams is
+        // another matter: a resend that was filling its input then is not sent to a target
+        // that was cleared, so up to one input per stream is not sent.
+        let inputs = ledger.inputs.load(Ordering::SeqCst);
+        if round % 2 == 0 {
+            assert_eq!(
+                inputs, received,
+                "round {round}: one input per request sent"
+            );
+        } else {
+            assert!(
+                (received..=received + REQUESTS as u64).contains(&inputs),
+                "round {round}: {inputs} inputs for {received} requests sent"
+            );
+        }
         // Completions that arrived while stopping are dropped without a callback (as in DMF):
         // at most one per stream.
         let outputs = ledger.outputs();

@@ -4,10 +4,10 @@
 //! Each slot has a phase, changed under the state lock:
 //!
 //! ```text
-//! Idle --start/resend--> Sending --send returned--> InFlight --completed--> Completing --+--> Sending (resend)
-//!   ^                       |                                                ^           |
-//!   |                       +---- completed before the send returned --------+           |
-//!   +------------------------------------ stream ends -----------------------------------+
+//! Idle --start--> Sending --send returned--> InFlight --completed--> Completing --resend--> Sending
+//!   ^                |                                                ^    |
+//!   |                +------- completed before the send returned -----+    |
+//!   +------------------------------- stream ends --------------------------+
 //! ```
 //!
 //! # Inline completion: a loop, not recursion
@@ -25,33 +25,41 @@
 //!   (`in_send`) goes to the `ready` list;
 //!
 //! and returns. Every sender, in the section where its send has returned, moves its own early
-//! completion to `ready` and takes the oldest ready completion to process next: the sending
-//! code is a loop that goes on while there is work. Whoever is mid-send when a completion is
-//! listed will look at the list afterwards, and a loop only ends having found it empty, so no
-//! completion is left behind. On one thread, completion routines of this module nest at most
-//! two deep: the one whose loop sends, and the one inside that send.
+//! completion to the back of `ready` and takes the oldest listed completion to process next: the
+//! sending code is a loop that goes on while there is work. Whoever is mid-send when a completion
+//! is listed looks at the list afterwards, and a loop ends only having found it empty (or having
+//! handed it to the work item), so no completion is left behind. On one thread, completion
+//! routines of this module nest at most two deep: the one whose loop sends, and the one inside
+//! that send.
 //!
-//! A loop processes at most [`LOOP_BUDGET`] completions, then hands what is left to the module's
-//! work item (which loops the same way and re-queues itself), so a target that always
+//! A loop processes at most [`LOOP_BUDGET`] completions, then leaves the list to the module's
+//! work item (which loops the same way and queues itself again), so a target that always
 //! completes inline holds no thread for ever: not the caller of `start`, not a DPC.
+//!
+//! Per streamed request, a loop takes the state lock three times: in the completion routine, to
+//! commit the resend, and after the send returned (where it also takes the next completion's
+//! buffers and reference).
 //!
 //! # References and lifetime
 //!
 //! Every send holds a module reference, kept in its slot from just before `WdfRequestSend`
-//! until its completion has been processed; it is handed on to the next send of the slot, or
-//! released in the very lock section that ends the stream. While a slot is `Sending` nothing
-//! but its sender releases that reference (an early completion leaves it in the slot), and a
-//! listed completion is processed by exactly one loop, which takes it off the list. So the state
-//! of a slot is only touched while the reference of its current send is held, or in the section
-//! that releases it: close, which waits for every reference, never clears the slots under a
-//! running send.
+//! until its completion is taken for processing; the loop then hands it on to the next send of
+//! the slot, or releases it in the very lock section that ends the stream. While a slot is
+//! `Sending` nothing but its sender releases that reference (an early completion leaves it in
+//! the slot), and a listed completion is taken by exactly one loop. So the state of a slot is
+//! only touched while the reference of its current send is held, or in the section that
+//! releases it: close, which waits for every reference, never clears the slots under a running
+//! send.
 //!
-//! A stop marks the module stopping, cancels every `InFlight` request and asks every `Sending`
-//! one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals `ended`.
+//! A stop marks the module stopping (a resend that has not filled its input yet then ends its
+//! stream; one that has is sent and cancelled), cancels every `InFlight` request and asks every
+//! `Sending` one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals
+//! `ended`.
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{WDFIOTARGET, WDFOBJECT};
@@ -70,7 +78,7 @@ use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::work_item::WorkItem;
 
 /// Completions one loop (a completion routine, `start`, one run of the work item) processes
-/// before it hands the rest to the work item.
+/// before it leaves the rest to the work item.
 pub(crate) const LOOP_BUDGET: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +102,7 @@ struct SlotState {
     /// A stop's cancel may have hit the send with this seq (0: none).
     suspect_seq: u64,
     /// The completion of the current send, when it came before the send returned: the sender
-    /// processes it.
+    /// lists it.
     early: Option<Completion>,
     input: Option<PoolBuffer>,
     output: Option<PoolBuffer>,
@@ -108,6 +116,22 @@ pub(crate) struct StreamSlot {
     shared: Weak<StreamShared>,
 }
 
+/// A completed send waiting for a loop: the slot (`Completing`) and its completion.
+type Listed = (Arc<StreamSlot>, Completion);
+
+/// A completed send a loop took: what the slot held, and the module's state then.
+struct Job {
+    slot: Arc<StreamSlot>,
+    completion: Completion,
+    input: Option<PoolBuffer>,
+    output: Option<PoolBuffer>,
+    reference: Option<HeldReference>,
+    /// A stop's cancel may have hit this send although it was meant for an earlier one.
+    suspect: bool,
+    stopping: bool,
+    target: Option<usize>,
+}
+
 struct StreamState {
     target: Option<usize>,
     stopping: bool,
@@ -115,19 +139,64 @@ struct StreamState {
     start_count: u64,
     slots: Vec<SlotState>,
     requests: Vec<Arc<StreamSlot>>,
-    /// Completions waiting to be processed by a loop: listed while a send was in progress,
-    /// moved here by their sender, or left for the work item (a passive-level module's above
+    /// Completions waiting for a loop: listed while a send was in progress, moved here by
+    /// their sender, or left for the work item (a passive-level module's above
     /// `PASSIVE_LEVEL`, or those of a loop that spent its budget). Room for every slot is
     /// reserved at open; a slot is in it at most once (it stays `Completing` until taken).
-    ready: VecDeque<Work>,
-    /// Sends in progress: between storing the slot's buffers and the section after
-    /// `WdfRequestSend` returned.
+    ready: VecDeque<Listed>,
+    /// Sends in progress: from committing a send to the section after `WdfRequestSend`
+    /// returned.
     in_send: usize,
     work_item: Option<WorkItem>,
     /// Streaming was on when `D0Exit` stopped it.
     resume_in_d0: bool,
     /// `D0Exit` purged the target.
     purged: bool,
+}
+
+impl StreamState {
+    /// Takes a completed slot's buffers and reference for a loop.
+    fn take(&mut self, (slot, completion): Listed) -> Job {
+        let (stopping, target) = (self.stopping, self.target);
+        let mut job = Job {
+            slot,
+            completion,
+            input: None,
+            output: None,
+            reference: None,
+            suspect: false,
+            stopping: true,
+            target: None,
+        };
+        if let Some(s) = self.slots.get_mut(job.slot.index) {
+            s.cancel_pending = false;
+            job.suspect = s.suspect_seq == s.seq;
+            s.suspect_seq = 0;
+            job.input = s.input.take();
+            job.output = s.output.take();
+            job.reference = s.reference.take();
+            job.stopping = stopping;
+            job.target = target;
+        }
+        job
+    }
+
+    /// The oldest listed completion for a loop that may process one; otherwise the list is left
+    /// to the work item.
+    fn next_job(&mut self, may_process: bool) -> Option<Job> {
+        if !may_process {
+            if !self.ready.is_empty()
+                && let Some(item) = &self.work_item
+            {
+                // Enqueued under the lock: close cannot delete the item meanwhile (and the
+                // listed slots' references keep close waiting until the item took them).
+                item.enqueue();
+            }
+            return None;
+        }
+        let listed = self.ready.pop_front()?;
+        Some(self.take(listed))
+    }
 }
 
 /// What the streaming side of a `ContinuousRequestTarget` shares with its completions.
@@ -144,6 +213,9 @@ pub(crate) struct StreamShared {
     input_callback: Option<BufferInputCallback>,
     output_callback: Option<BufferOutputCallback>,
     ended: Event,
+    /// `stopping`, readable without the lock (written with it): a resend looks at it before it
+    /// fills an input buffer.
+    stopping_hint: AtomicBool,
 }
 
 /// Settings of the streaming side, taken from the module's configuration.
@@ -158,23 +230,12 @@ pub(crate) struct StreamSettings {
     pub(crate) output_callback: Option<BufferOutputCallback>,
 }
 
-/// A completed send to process: the slot (`Completing`) and its completion.
-type Work = (Arc<StreamSlot>, Completion);
-
-/// What processing a completion decided.
-enum Next {
-    /// Send the request again; the reference of the send that completed comes along.
-    Resend(Option<HeldReference>),
-    /// The stream ended.
-    Ended,
-}
-
 impl SharedCompletion for StreamSlot {
     fn completed(self: Arc<Self>, completion: &Completion) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        shared.completed(&self, *completion);
+        shared.completed(self, *completion);
     }
 }
 
@@ -209,6 +270,7 @@ impl StreamShared {
             input_callback: settings.input_callback,
             output_callback: settings.output_callback,
             ended: Event::new(EventKind::Notification, false),
+            stopping_hint: AtomicBool::new(true),
         }))
     }
 
@@ -259,6 +321,7 @@ impl StreamShared {
         state.in_send = 0;
         state.work_item = Some(work_item);
         state.stopping = true;
+        self.stopping_hint.store(true, Ordering::Release);
         state.live = 0;
         Ok(())
     }
@@ -282,27 +345,23 @@ impl StreamShared {
         drop(item);
     }
 
-    /// The work item: processes ready completions, within one budget, then queues itself again
+    /// Whether a loop with `budget` left may process a completion here (a passive-level module
+    /// processes them at `PASSIVE_LEVEL` only).
+    fn may_process(&self, budget: usize) -> bool {
+        budget > 0 && (!self.passive || irql::current() == irql::PASSIVE_LEVEL)
+    }
+
+    /// The work item: processes listed completions within one budget, then queues itself again
     /// if some are left.
     fn drain(&self) {
         let mut budget = LOOP_BUDGET;
         loop {
-            let next = {
-                let mut state = self.state.lock();
-                if budget == 0 {
-                    if !state.ready.is_empty()
-                        && let Some(item) = &state.work_item
-                    {
-                        item.enqueue();
-                    }
-                    return;
-                }
-                state.ready.pop_front()
-            };
-            if next.is_none() {
+            let may = self.may_process(budget);
+            let job = self.state.lock().next_job(may);
+            if job.is_none() {
                 return;
             }
-            self.run(next, &mut budget);
+            self.run(job, &mut budget);
         }
     }
 
@@ -344,8 +403,9 @@ impl StreamShared {
     }
 
     /// The completion routine of every streaming send (at the IRQL of whoever completed it).
-    fn completed(&self, slot: &Arc<StreamSlot>, completion: Completion) {
-        {
+    fn completed(&self, slot: Arc<StreamSlot>, completion: Completion) {
+        let may = self.may_process(LOOP_BUDGET);
+        let job = {
             let mut state = self.state.lock();
             let in_send = state.in_send;
             let Some(s) = state.slots.get_mut(slot.index) else {
@@ -353,7 +413,7 @@ impl StreamShared {
             };
             if s.phase == Phase::Sending {
                 // The send of this request has not returned yet (inline completion, or a
-                // completion on another thread racing the return): its sender processes it.
+                // completion on another thread racing the return): its sender lists it.
                 s.early = Some(completion);
                 return;
             }
@@ -363,80 +423,48 @@ impl StreamShared {
                 "a completion of a request not out"
             );
             s.phase = Phase::Completing;
+            // Room for every slot was reserved at open: this never allocates.
+            state.ready.push_back((slot, completion));
             if in_send > 0 {
-                // Maybe inside one of this module's sends (a queue that completes a request it
-                // held while presenting another): the sender takes it once its send returned.
-                // Room for every slot was reserved at open: this never allocates.
-                state.ready.push_back((Arc::clone(slot), completion));
+                // Maybe inside one of this module's sends (a queue completing a request it
+                // held while presenting another): that sender takes it once its send returned.
                 return;
             }
-        }
+            state.next_job(may)
+        };
         let mut budget = LOOP_BUDGET;
-        self.run(Some((Arc::clone(slot), completion)), &mut budget);
+        self.run(job, &mut budget);
     }
 
-    /// The loop: processes `work` and whatever the sends it makes bring back (their own early
+    /// The loop: processes `job` and whatever the sends it makes bring back (their own early
     /// completions, completions listed meanwhile), one unit of `budget` per completion, until
-    /// none is left. Out of budget, or above `PASSIVE_LEVEL` in a passive-level module, the work
-    /// goes to the work item instead.
-    fn run(&self, mut work: Option<Work>, budget: &mut usize) {
-        while let Some((slot, completion)) = work.take() {
-            if *budget == 0 || (self.passive && irql::current() != irql::PASSIVE_LEVEL) {
-                self.defer(slot, completion);
-                return;
-            }
-            *budget -= 1;
-            work = match self.process(slot.index, &completion) {
-                Next::Resend(reference) => match self.send_slot(&slot, reference) {
-                    Ok(next) => next,
-                    Err(_) => self.take_ready(),
-                },
-                Next::Ended => self.take_ready(),
-            };
+    /// none is left or the work item takes over.
+    fn run(&self, mut job: Option<Job>, budget: &mut usize) {
+        while let Some(current) = job.take() {
+            *budget = budget.saturating_sub(1);
+            job = self.process(current, *budget);
         }
     }
 
-    /// The oldest listed completion, if any.
-    fn take_ready(&self) -> Option<Work> {
-        self.state.lock().ready.pop_front()
-    }
-
-    /// Lists a completed slot for the work item and queues the work item (which takes every
-    /// listed completion).
-    fn defer(&self, slot: Arc<StreamSlot>, completion: Completion) {
-        let mut state = self.state.lock();
-        // Room for every slot was reserved at open and a slot is listed at most once (it stays
-        // `Completing` until taken): this never allocates.
-        state.ready.push_back((slot, completion));
-        // Enqueued under the lock: close cannot delete the item meanwhile (and the slot's
-        // reference keeps close waiting until the item processed it).
-        if let Some(item) = &state.work_item {
-            item.enqueue();
-        }
+    /// The oldest listed completion, if a loop with `budget` left may process it.
+    fn next_job(&self, budget: usize) -> Option<Job> {
+        let may = self.may_process(budget);
+        self.state.lock().next_job(may)
     }
 
     /// Processes one completed streaming send: buffers back to their pools or to the client,
-    /// the output callback, and whether the request streams on.
-    fn process(&self, index: usize, completion: &Completion) -> Next {
-        let taken = {
-            let mut state = self.state.lock();
-            let stopping = state.stopping;
-            state.slots.get_mut(index).map(|s| {
-                s.cancel_pending = false;
-                let suspect = s.suspect_seq == s.seq;
-                s.suspect_seq = 0;
-                (
-                    s.input.take(),
-                    s.output.take(),
-                    s.reference.take(),
-                    stopping,
-                    suspect,
-                )
-            })
-        };
-        let Some((input, output, reference, stopping, suspect)) = taken else {
-            return Next::Ended;
-        };
+    /// the output callback, the resend. Returns the next completion for the loop.
+    fn process(&self, job: Job, budget: usize) -> Option<Job> {
+        let Job {
+            slot,
+            completion,
+            input,
+            output,
+            reference,
+            suspect,
+            stopping,
+            target,
+        } = job;
         // The input buffer always goes back to its pool.
         drop(input);
         let resend = if stopping || (suspect && completion.status == NtStatus::CANCELLED) {
@@ -457,25 +485,33 @@ impl StreamShared {
             drop(output);
             disposition.continues_streaming()
         };
-        if resend {
-            // The resend ends the stream itself if the module is stopping, closing or out of
-            // buffers.
-            Next::Resend(reference)
-        } else {
-            self.end_stream(index, reference);
-            Next::Ended
+        if !resend {
+            self.end_stream(slot.index, reference);
+            return self.next_job(budget);
+        }
+        // The resend ends the stream itself if the module is stopping, closing or out of
+        // buffers.
+        match self.send_slot(&slot, reference, stopping, target, budget) {
+            Ok(next) => next,
+            Err(_) => self.next_job(budget),
         }
     }
 
     /// Sends one slot's request with fresh buffers. `previous` is the reference of the send
-    /// that just completed, released once the new one is taken. `Ok`: the send returned, and the
-    /// next listed completion (this send's own, if it completed already and nothing was listed
-    /// before it) is the caller's to process. `Err`: the stream ended; the list is unchecked.
+    /// that just completed, released once the new one is taken; `stopping` and `target` are
+    /// what the module said when the slot was taken (the target is checked again when the send
+    /// commits; a stop since then cancels the request once sent).
+    /// `Ok`: the send returned, with the next listed completion for the loop (this send's own,
+    /// if it completed already and nothing was listed before it). `Err`: the stream ended; the
+    /// list was not looked at.
     fn send_slot(
         &self,
         slot: &Arc<StreamSlot>,
         previous: Option<HeldReference>,
-    ) -> Result<Option<Work>, NtStatus> {
+        stopping: bool,
+        target: Option<usize>,
+        budget: usize,
+    ) -> Result<Option<Job>, NtStatus> {
         let index = slot.index;
         let reference = match self.references.acquire() {
             Ok(reference) => {
@@ -487,55 +523,110 @@ impl StreamShared {
                 return Err(status);
             }
         };
-        let reserved = {
-            let mut state = self.state.lock();
-            let start = state.start_count;
-            match (state.stopping, state.target) {
-                (true, _) => Err(NtStatus::CANCELLED),
-                (false, None) => Err(NO_TARGET),
-                (false, Some(target)) => match state.slots.get_mut(index) {
-                    Some(s) => {
-                        s.seq += 1;
-                        s.phase = Phase::Sending;
-                        s.cancel_pending = false;
-                        s.early = None;
-                        s.stream_start = start;
-                        Ok(IoTarget::borrowed(target as WDFIOTARGET))
-                    }
-                    None => Err(NtStatus::INVALID_DEVICE_STATE),
-                },
-            }
+        // A stop since the slot was taken (during the output callback, say): no input is filled
+        // for a send that would be cancelled. (One that lands later cancels it once sent.)
+        let stopping = stopping || self.stopping_hint.load(Ordering::Acquire);
+        let target = match (stopping, target) {
+            (true, _) => Err(NtStatus::CANCELLED),
+            (false, None) => Err(NO_TARGET),
+            (false, Some(target)) => Ok(target),
         };
-        let target = match reserved {
+        let target = match target {
             Ok(target) => target,
             Err(status) => {
                 self.end_stream(index, Some(reference));
                 return Err(status);
             }
         };
-        if let Err((status, reference)) = self.format_and_send(slot, &target, reference) {
+        let io_target = IoTarget::borrowed(target as WDFIOTARGET);
+        let (input, output) = match self.prepare(&slot.request, &io_target) {
+            Ok(buffers) => buffers,
+            // Buffers already taken went back to their pools when dropped.
+            Err(status) => {
+                self.end_stream(index, Some(reference));
+                return Err(status);
+            }
+        };
+        let committed = {
+            let mut state = self.state.lock();
+            let start = state.start_count;
+            // A stop that came while the input was being filled does not waste it: the request
+            // goes out and is cancelled right after the send (as when the stop finds it
+            // `Sending`). A target cleared meanwhile is not sent to.
+            let stopping = state.stopping;
+            let verdict = if state.target == Some(target) {
+                Ok(())
+            } else {
+                Err(NO_TARGET)
+            };
+            match (verdict, state.slots.get_mut(index)) {
+                (Ok(()), Some(s)) => {
+                    s.seq += 1;
+                    s.phase = Phase::Sending;
+                    s.cancel_pending = stopping;
+                    s.early = None;
+                    s.stream_start = start;
+                    // Stored before the send: the completion may run before it returns.
+                    s.input = input;
+                    s.output = output;
+                    s.reference = Some(reference);
+                    state.in_send += 1;
+                    Ok(())
+                }
+                (verdict, _) => Err((
+                    verdict.err().unwrap_or(NtStatus::INVALID_DEVICE_STATE),
+                    input,
+                    output,
+                    reference,
+                )),
+            }
+        };
+        if let Err((status, input, output, reference)) = committed {
+            drop((input, output));
+            self.end_stream(index, Some(reference));
+            return Err(status);
+        }
+        if let Err(status) =
+            slot.request
+                .send_shared(&io_target, Timeout::from_millis(0), Arc::clone(slot))
+        {
+            // Refused: no completion will run. (What was listed meanwhile is the caller's to
+            // take: a failed send is followed by a look at the list.)
+            let (input, output, reference) = {
+                let mut state = self.state.lock();
+                state.in_send -= 1;
+                state.slots.get_mut(index).map_or((None, None, None), |s| {
+                    (s.input.take(), s.output.take(), s.reference.take())
+                })
+            };
+            drop((input, output));
             self.end_stream(index, reference);
             return Err(status);
         }
         // The send returned. Until this section the slot stays `Sending`, so its reference is
         // still in it, whatever a completion did meanwhile. After it the slot is someone
         // else's business (its completion routine's, or whichever loop takes it off the list).
+        let may = self.may_process(budget);
         let (next, cancel) = {
             let mut state = self.state.lock();
             state.in_send -= 1;
             let mut cancel = false;
+            let mut listed = None;
             if let Some(s) = state.slots.get_mut(index) {
                 debug_assert_eq!(s.phase, Phase::Sending);
                 if let Some(completion) = s.early.take() {
                     s.phase = Phase::Completing;
-                    // Behind what was listed before: first come, first served.
-                    state.ready.push_back((Arc::clone(slot), completion));
+                    listed = Some((Arc::clone(slot), completion));
                 } else {
                     s.phase = Phase::InFlight;
                     cancel = core::mem::take(&mut s.cancel_pending);
                 }
             }
-            (state.ready.pop_front(), cancel)
+            if let Some(listed) = listed {
+                // Behind what was listed before: first come, first served.
+                state.ready.push_back(listed);
+            }
+            (state.next_job(may), cancel)
         };
         if cancel {
             let _ = slot.request.cancel();
@@ -596,52 +687,6 @@ impl StreamShared {
         Ok((input, output))
     }
 
-    /// Formats and sends; on failure nothing is out and the reference comes back.
-    fn format_and_send(
-        &self,
-        slot: &Arc<StreamSlot>,
-        target: &IoTarget,
-        reference: HeldReference,
-    ) -> Result<(), (NtStatus, Option<HeldReference>)> {
-        let request = &slot.request;
-        let (input, output) = match self.prepare(request, target) {
-            Ok(buffers) => buffers,
-            // Buffers already taken went back to their pools when dropped.
-            Err(status) => return Err((status, Some(reference))),
-        };
-        {
-            // Stored before the send: the completion may run before `send_shared` returns.
-            let mut state = self.state.lock();
-            let Some(s) = state.slots.get_mut(slot.index) else {
-                drop(state);
-                drop((input, output));
-                return Err((NtStatus::INVALID_DEVICE_STATE, Some(reference)));
-            };
-            s.input = input;
-            s.output = output;
-            s.reference = Some(reference);
-            state.in_send += 1;
-        }
-        if let Err(status) = request.send_shared(target, Timeout::from_millis(0), Arc::clone(slot))
-        {
-            // Refused: no completion will run. (What was listed meanwhile is the caller's to
-            // take: a failed send is followed by a look at the list.)
-            let (input, output, reference) = {
-                let mut state = self.state.lock();
-                state.in_send -= 1;
-                state
-                    .slots
-                    .get_mut(slot.index)
-                    .map_or((None, None, None), |s| {
-                        (s.input.take(), s.output.take(), s.reference.take())
-                    })
-            };
-            drop((input, output));
-            return Err((status, reference));
-        }
-        Ok(())
-    }
-
     /// Starts streaming every idle slot. On a send failure streaming is stopped and the first
     /// failure returned. Completions that arrive while these sends are in progress are
     /// processed here, in the loop (within one budget; the work item takes over beyond it).
@@ -652,6 +697,7 @@ impl StreamShared {
                 return Err(NO_TARGET);
             }
             state.stopping = false;
+            self.stopping_hint.store(false, Ordering::Release);
             state.start_count += 1;
             let start = state.start_count;
             let mut reserved = 0;
@@ -668,17 +714,21 @@ impl StreamShared {
         let mut result = Ok(());
         let mut budget = LOOP_BUDGET;
         for index in 0..self.count {
-            let slot = {
+            let reserved = {
                 let mut state = self.state.lock();
+                let (stopping, target) = (state.stopping, state.target);
                 let Some(s) = state.slots.get_mut(index) else {
                     break;
                 };
                 if !core::mem::take(&mut s.reserved) {
                     continue;
                 }
-                state.requests.get(index).map(Arc::clone)
+                state
+                    .requests
+                    .get(index)
+                    .map(|slot| (Arc::clone(slot), stopping, target))
             };
-            let Some(slot) = slot else {
+            let Some((slot, stopping, target)) = reserved else {
                 break;
             };
             if result.is_err() {
@@ -686,11 +736,11 @@ impl StreamShared {
                 self.end_stream(index, None);
                 continue;
             }
-            let next = match self.send_slot(&slot, None) {
+            let next = match self.send_slot(&slot, None, stopping, target, budget) {
                 Ok(next) => next,
                 Err(status) => {
                     result = Err(status);
-                    self.take_ready()
+                    self.next_job(budget)
                 }
             };
             self.run(next, &mut budget);
@@ -703,7 +753,11 @@ impl StreamShared {
 
     /// Marks the module stopping and cancels what is in flight; does not wait.
     pub(crate) fn stop(&self) {
-        self.state.lock().stopping = true;
+        {
+            let mut state = self.state.lock();
+            state.stopping = true;
+            self.stopping_hint.store(true, Ordering::Release);
+        }
         for index in 0..self.count {
             let in_flight = {
                 let mut state = self.state.lock();

@@ -26,9 +26,11 @@ fn create_copy_and_drop() {
 
 #[test]
 fn out_of_range_copies_fail_without_touching_memory() {
-    let mut session = Session::begin();
-    session.expect_violation(rules::INVALID_ARGUMENT);
+    let session = Session::begin();
     let mut memory = Memory::create(8, PoolType::NonPaged, None).expect("memory is created");
+    // KMDF's `IFxMemory::_CopyPtrToPtr` (fxmemoryobject.cpp): the memory as the destination
+    // fails with STATUS_INVALID_BUFFER_SIZE, as the source with STATUS_BUFFER_TOO_SMALL; neither
+    // is a verifier break.
     assert_eq!(
         memory.copy_from(6, &[9, 9, 9]),
         Err(NtStatus::INVALID_BUFFER_SIZE)
@@ -39,19 +41,9 @@ fn out_of_range_copies_fail_without_touching_memory() {
     );
     assert!(memory.as_slice().iter().all(|&b| b == 0));
     let mut out = [0u8; 9];
-    assert_eq!(
-        memory.copy_to(0, &mut out),
-        Err(NtStatus::INVALID_BUFFER_SIZE)
-    );
+    assert_eq!(memory.copy_to(0, &mut out), Err(NtStatus::BUFFER_TOO_SMALL));
     drop(memory);
-    let reports = sim::verifier::take_reports();
-    assert_eq!(
-        reports
-            .iter()
-            .filter(|r| r.rule == rules::INVALID_ARGUMENT)
-            .count(),
-        3
-    );
+    assert!(sim::verifier::take_reports().is_empty());
     session.end();
 }
 

@@ -4,6 +4,9 @@
 
 use crate::types::*;
 
+pub const FALSE: u32 = 0;
+pub const TRUE: u32 = 1;
+pub const FILE_NON_DIRECTORY_FILE: u32 = 64;
 pub const OBJ_KERNEL_HANDLE: u32 = 512;
 pub const MAXIMUM_WAIT_OBJECTS: u32 = 64;
 pub const THREAD_WAIT_OBJECTS: u32 = 3;

@@ -315,7 +315,30 @@ fn ignore_target_state_and_stop_waiting_for_sent_io() {
         lower.wait_held(1, Duration::from_secs(5)),
         "delivered although the target is stopped"
     );
-    // Stop waiting for sent I/O returns once the lower device answers.
+    // KMDF keeps a request sent with IGNORE_TARGET_STATE on its own list
+    // (`FxIoTarget::SubmitLocked` puts it on m_IgnoredIoListHead, not m_SentIoListHead), and
+    // `FxIoTarget::GotoStopState` waits for and cancels only m_SentIoListHead: neither stop
+    // waits for it nor cancels it.
+    for action in [
+        _WDF_IO_TARGET_SENT_IO_ACTION::WdfIoTargetWaitForSentIoToComplete,
+        _WDF_IO_TARGET_SENT_IO_ACTION::WdfIoTargetCancelSentIo,
+    ] {
+        unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetStop, target, action) };
+        assert_eq!(COMPLETIONS.load(Ordering::SeqCst), 0, "stop {action}");
+        assert_eq!(lower.held(), 1, "stop {action}");
+    }
+    assert_eq!(lower.counters().cancelled, 0);
+    assert_eq!(lower.release_all(&Response::status(STATUS_SUCCESS)), 1);
+    wait_completions(1);
+
+    // A request on the sent list is waited for: Stop returns after its completion routine.
+    assert_eq!(
+        unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetStart, target) },
+        STATUS_SUCCESS
+    );
+    reuse(request);
+    assert!(send(target, request, 0));
+    assert!(lower.wait_held(1, Duration::from_secs(5)));
     let releaser = {
         let lower = lower.clone();
         std::thread::spawn(move || {
@@ -332,7 +355,7 @@ fn ignore_target_state_and_stop_waiting_for_sent_io() {
     };
     assert_eq!(
         COMPLETIONS.load(Ordering::SeqCst),
-        1,
+        2,
         "stop waited for the completion routine"
     );
     assert_eq!(releaser.join().unwrap(), 1);
@@ -384,10 +407,22 @@ fn driver_removal_callbacks_veto_and_close_on_remove_complete() {
     assert_eq!(LAST_STATUS.load(Ordering::SeqCst), STATUS_CANCELLED);
     assert_eq!(state(target), _WDF_IO_TARGET_STATE::WdfIoTargetClosed);
     reuse(request);
-    assert!(!send(target, request, 0), "a closed target fails sends");
+    // A closed target has no stack size: FxRequestBase::ValidateTarget fails the format.
     assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetStatus, request) },
-        STATUS_INVALID_DEVICE_STATE
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfIoTargetFormatRequestForIoctl,
+                target,
+                request,
+                5,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut()
+            )
+        },
+        STATUS_INVALID_DEVICE_STATE,
+        "a closed target fails formats"
     );
     unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, request.cast()) };
     device.remove();

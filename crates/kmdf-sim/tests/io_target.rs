@@ -546,7 +546,9 @@ fn stop_purge_and_close_with_requests_in_flight() {
     assert_eq!(log.completions.load(Ordering::SeqCst), 2);
     assert_eq!(log.status.load(Ordering::SeqCst), STATUS_CANCELLED);
 
-    // A request queued on a stopped target is cancelled by purge; then sends fail.
+    // A request queued on a stopped target is failed by purge with
+    // STATUS_WDF_DEVICE_REMOVED_NOT_SENT (KMDF `FxIoTarget::CompletePendedRequest`); then
+    // sends fail.
     reuse(first);
     assert!(send_ioctl(
         first,
@@ -565,6 +567,11 @@ fn stop_purge_and_close_with_requests_in_flight() {
         );
     };
     assert_eq!(log.completions.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        log.status.load(Ordering::SeqCst).cast_unsigned(),
+        0xC020_0206,
+        "STATUS_WDF_DEVICE_REMOVED_NOT_SENT"
+    );
     assert_eq!(state(target), _WDF_IO_TARGET_STATE::WdfIoTargetPurged);
     reuse(first);
     assert!(!send_ioctl(
@@ -603,14 +610,21 @@ fn stop_purge_and_close_with_requests_in_flight() {
     assert_eq!(state(target), _WDF_IO_TARGET_STATE::WdfIoTargetClosed);
     assert_eq!(device.open_count(), 0);
     reuse(first);
-    assert!(!send_ioctl(
-        first,
-        target,
-        core::ptr::null_mut(),
-        output,
-        &log,
-        None
-    ));
+    // A closed target fails the format (FxRequestBase::ValidateTarget, fxrequestbase.cpp).
+    // SAFETY: valid handles.
+    let formatted = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoTargetFormatRequestForIoctl,
+            target,
+            first,
+            0x22_2004,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            output,
+            core::ptr::null_mut()
+        )
+    };
+    assert_eq!(formatted, STATUS_INVALID_DEVICE_STATE);
     assert_eq!(device.counters().cancelled, 3);
     delete(first.cast());
     delete(second.cast());

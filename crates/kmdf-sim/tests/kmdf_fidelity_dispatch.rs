@@ -1110,3 +1110,59 @@ fn verifier_a_queue_presentation_lock_is_refused_not_ignored() {
     driver.unload();
     session.end();
 }
+
+/// `FxRequestBase::ValidateTarget` (fxrequestbase.cpp) starts every `Format*Request` and
+/// `FxRequest::_Create` with a target: a target that was never opened, or was closed, has no
+/// stack size and fails both with `STATUS_INVALID_DEVICE_STATE` (no request is handed back).
+#[test]
+fn formatting_for_or_creating_against_a_closed_target_is_an_invalid_device_state() {
+    let session = Session::begin();
+    let rig = Rig::boot("\\??\\FidelityClosed", false, false);
+    let target = rig.open("\\??\\FidelityClosed").unwrap();
+    let request = create_request(target);
+    let (output, _) = create_memory(4);
+    let mut unopened: WDFIOTARGET = core::ptr::null_mut();
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoTargetCreate,
+            rig.host.as_ref().unwrap().handle(),
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut unopened
+        )
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetClose, target) };
+    for closed in [target, unopened] {
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfIoTargetFormatRequestForIoctl,
+                closed,
+                request,
+                IOCTL_NEITHER,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                output,
+                core::ptr::null_mut()
+            )
+        };
+        assert_eq!(status, STATUS_INVALID_DEVICE_STATE, "format");
+        let mut created: WDFREQUEST = core::ptr::null_mut();
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestCreate,
+                WDF_NO_OBJECT_ATTRIBUTES,
+                closed,
+                &raw mut created
+            )
+        };
+        assert_eq!(status, STATUS_INVALID_DEVICE_STATE, "create");
+        assert!(created.is_null(), "no request handed back");
+    }
+    assert!(wdk_sys::sim::verifier::take_reports().is_empty());
+    delete(request.cast());
+    delete(output.cast());
+    delete(unopened.cast());
+    delete(target.cast());
+    rig.finish();
+    session.end();
+}

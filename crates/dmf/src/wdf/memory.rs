@@ -137,7 +137,7 @@ impl Memory {
     }
 
     /// Copies from the buffer at `offset` into `destination` (`WdfMemoryCopyToBuffer`);
-    /// `INVALID_BUFFER_SIZE` if the range does not fit.
+    /// `BUFFER_TOO_SMALL` if the range does not fit.
     pub fn copy_to(&self, offset: usize, destination: &mut [u8]) -> Result<(), NtStatus> {
         // SAFETY: `destination` is a valid writable slice; the framework checks the range.
         let status = unsafe {

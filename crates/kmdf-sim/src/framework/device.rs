@@ -30,6 +30,9 @@ pub(crate) const KIND: &str = "WDFDEVICE";
 pub(crate) struct Driver {
     /// The WDM driver object's address.
     pub(crate) wdm: usize,
+    /// The registry path `DriverEntry` received, copied with a terminating NUL as
+    /// `FxDriver::Initialize` does (empty when `WdfDriverCreate` got none).
+    registry_path: Box<[u16]>,
     pub(crate) device_add: PFN_WDF_DRIVER_DEVICE_ADD,
     pub(crate) unload: PFN_WDF_DRIVER_UNLOAD,
 }
@@ -168,10 +171,24 @@ fn unicode(text: PCUNICODE_STRING) -> Option<String> {
     Some(String::from_utf16_lossy(units))
 }
 
+/// The UTF-16 units of a counted string, as they are (empty for none).
+fn units(text: PCUNICODE_STRING) -> Vec<u16> {
+    if text.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: non-null, a valid UNICODE_STRING by the API contract.
+    let text = unsafe { text.read() };
+    if text.Buffer.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the buffer holds `Length` bytes.
+    unsafe { core::slice::from_raw_parts(text.Buffer, usize::from(text.Length) / 2) }.to_vec()
+}
+
 unsafe extern "C" fn wdf_driver_create(
     _globals: PWDF_DRIVER_GLOBALS,
     driver_object: PDRIVER_OBJECT,
-    _registry_path: PCUNICODE_STRING,
+    registry_path: PCUNICODE_STRING,
     attributes: PWDF_OBJECT_ATTRIBUTES,
     config: PWDF_DRIVER_CONFIG,
     driver: *mut WDFDRIVER,
@@ -202,8 +219,11 @@ unsafe extern "C" fn wdf_driver_create(
         Ok(attributes) => attributes,
         Err(status) => return status,
     };
+    let mut path = units(registry_path);
+    path.push(0);
     let payload = Driver {
         wdm: driver_object as usize,
+        registry_path: path.into_boxed_slice(),
         device_add: config.EvtDriverDeviceAdd,
         unload: config.EvtDriverUnload,
     };
@@ -224,12 +244,22 @@ unsafe extern "C" fn wdf_driver_create(
     }
 }
 
+/// The registry path `DriverEntry` received (`WdfDriverGetRegistryPath`: `PASSIVE_LEVEL` only,
+/// returns the buffer of the copy `FxDriver` keeps). It lives as long as the driver object.
 unsafe extern "C" fn wdf_driver_get_registry_path(
     _globals: PWDF_DRIVER_GLOBALS,
-    _driver: WDFDRIVER,
+    driver: WDFDRIVER,
 ) -> PWSTR {
-    static PATH: [u16; 1] = [0];
-    PATH.as_ptr().cast_mut()
+    const API: &str = "WdfDriverGetRegistryPath";
+    if !irql::require_passive(API) {
+        return core::ptr::null_mut();
+    }
+    object::lookup_payload::<Driver>(object::handle_of(driver), DRIVER_KIND, API)
+        .and_then(|o| {
+            o.payload::<Driver>()
+                .map(|d| d.registry_path.as_ptr().cast_mut())
+        })
+        .unwrap_or(core::ptr::null_mut())
 }
 
 unsafe extern "C" fn wdf_driver_wdm_get_driver_object(

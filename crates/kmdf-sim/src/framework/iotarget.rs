@@ -2,10 +2,18 @@
 //! their state machine (started, stopped, purged, closed for query-remove, closed), the packets
 //! they have in flight, and the synchronous send helpers.
 //!
-//! A target counts every request it accepted until that request's completion routine returned,
-//! so stopping with `WdfIoTargetCancelSentIo`, purging and closing wait for exactly that.
+//! As in KMDF's `FxIoTarget`, a target keeps three lists: the packets it sent (delivered to the
+//! device), the packets sent with `WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE` (kept apart:
+//! stopping and purging neither cancel nor wait for them), and the packets it holds while it is
+//! stopped (KMDF's pended queue). Stopping cancels (or waits for) only the sent list; the held
+//! packets stay held and are delivered by `WdfIoTargetStart`. Purging, closing and deleting fail
+//! the held packets with `STATUS_WDF_DEVICE_REMOVED_NOT_SENT` and cancel the sent ones.
+//!
+//! A target also counts every request it accepted until that request's completion routine
+//! returned; the waits of stop, purge and close are expressed with that count.
 
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
 
 use super::io::{self, Irp, Link, MajorFunction, Opener, lock};
 use super::object::{self, Attributes, Object, Payload};
@@ -30,6 +38,13 @@ use crate::types::{
 /// KMDF type name of I/O target objects.
 pub(crate) const KIND: &str = "WDFIOTARGET";
 
+/// `STATUS_WDF_DEVICE_REMOVED_NOT_SENT` (wdfstatus.h, `0xC0200206`): the status of a request
+/// that a target held (never sent) and failed when it was purged, closed or deleted
+/// (`FxIoTarget::CompletePendedRequest`). wdk-sys does not export it: bindgen cannot evaluate
+/// wdfstatus.h's `((NTSTATUS)0xC0200206L)` casts and wdk-sys hand-writes only ntstatus.h's list,
+/// so it is not part of the mirrored surface; driver code defines its own.
+pub(crate) const STATUS_WDF_DEVICE_REMOVED_NOT_SENT: NTSTATUS = 0xC020_0206_u32.cast_signed();
+
 #[derive(Clone, Copy, Default)]
 struct Callbacks {
     query_remove: PFN_WDF_IO_TARGET_QUERY_REMOVE,
@@ -44,12 +59,23 @@ struct Inner {
     file: u64,
     watch: u64,
     callbacks: Callbacks,
-    /// Packets delivered to the device and not completed.
+    /// Packets delivered to the device and not completed (KMDF's `m_SentIoListHead`).
     sent: Vec<Arc<Irp>>,
-    /// Packets held while the target is stopped.
+    /// Packets delivered with `WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE` and not completed
+    /// (KMDF's `m_IgnoredIoListHead`).
+    ignored: Vec<Arc<Irp>>,
+    /// Packets held while the target is stopped (KMDF's `m_PendedQueue`).
     queued: Vec<Arc<Irp>>,
     /// Requests accepted whose completion has not finished (routine returned).
     in_flight: usize,
+    /// For each request that completed and whose completion has not finished, the thread that
+    /// completed it (where its completion routine runs, or is scheduled from).
+    completing_on: Vec<ThreadId>,
+    /// Whether the target has a device to format requests for. KMDF clears its target pointers
+    /// (and `m_TargetStackSize`) once a closed or deleted target has no sent I/O left
+    /// (`FxIoTarget::ClearTargetPointers`, from `GotoRemoveState` or
+    /// `RemoveCompletedRequestLocked`); a never-opened remote target has none either.
+    connected: bool,
 }
 
 /// An I/O target.
@@ -78,8 +104,11 @@ impl Target {
                 watch: 0,
                 callbacks: Callbacks::default(),
                 sent: Vec::new(),
+                ignored: Vec::new(),
                 queued: Vec::new(),
                 in_flight: 0,
+                completing_on: Vec::new(),
+                connected: local,
             }),
             changed: Condvar::new(),
         }
@@ -89,11 +118,24 @@ impl Target {
     pub(crate) fn in_flight(&self) -> usize {
         lock(&self.inner).in_flight
     }
+
+    /// Packets the target holds or has delivered and that have not completed.
+    pub(crate) fn pending_packets(&self) -> Vec<Arc<Irp>> {
+        let inner = lock(&self.inner);
+        inner
+            .sent
+            .iter()
+            .chain(&inner.ignored)
+            .chain(&inner.queued)
+            .cloned()
+            .collect()
+    }
 }
 
 impl Payload for Target {
     fn dispose(&self, _handle: usize) {
-        // Deleting a target closes it: cancel what is in flight and wait for it.
+        // Deleting a target closes it: held requests fail, sent ones are cancelled and waited for
+        // (`FxIoTarget::Remove`).
         close_inner(self, STATE::WdfIoTargetDeleted, true);
     }
 
@@ -102,6 +144,35 @@ impl Payload for Target {
             return Err("the device's local I/O target belongs to the framework");
         }
         Ok(())
+    }
+}
+
+/// Whether a state is one of the closed ones (`GotoRemoveState`'s states).
+fn is_closed(state: WDF_IO_TARGET_STATE) -> bool {
+    matches!(
+        state,
+        STATE::WdfIoTargetClosed
+            | STATE::WdfIoTargetClosedForQueryRemove
+            | STATE::WdfIoTargetDeleted
+    )
+}
+
+/// Whether `target` accepts a request formatted for it: `STATUS_INVALID_DEVICE_STATE` once it
+/// is closed, closed for query-remove or deleted (and before a remote target is opened).
+///
+/// KMDF: every `FxIoTarget::Format*Request` and `FxRequest::_Create` with a target (that is,
+/// `WdfRequestCreate` with an `IoTarget`) start with `FxRequestBase::ValidateTarget`, which fails
+/// with `STATUS_INVALID_DEVICE_STATE` when `FxIoTarget::HasValidStackSize` is false, i.e. the
+/// target's pointers were cleared. While a close still waits for sent I/O (`m_Removing`), the
+/// pointers are kept and formatting still succeeds; sending then fails in `SubmitLocked`.
+pub(crate) fn check_accepts_format(target: &Object) -> Result<(), NTSTATUS> {
+    let Some(t) = target.payload::<Target>() else {
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    if lock(&t.inner).connected {
+        Ok(())
+    } else {
+        Err(STATUS_INVALID_DEVICE_STATE)
     }
 }
 
@@ -118,38 +189,53 @@ fn quiet(handle: usize) -> Option<Arc<Object>> {
     object::live_object(handle).filter(|o| o.payload::<Target>().is_some())
 }
 
-/// Accepts a packet: delivers it, queues it (stopped target) or refuses it.
+/// Accepts a packet: delivers it, queues it (stopped target) or refuses it
+/// (`FxIoTarget::SubmitLocked`).
 pub(crate) fn submit(target: usize, irp: &Arc<Irp>, ignore_state: bool) -> Result<(), NTSTATUS> {
     let object = quiet(target).ok_or(STATUS_INVALID_DEVICE_STATE)?;
     let t = target_of(&object);
     let mut inner = lock(&t.inner);
-    let send_now = match inner.state {
-        STATE::WdfIoTargetStarted => true,
-        STATE::WdfIoTargetStopped | STATE::WdfIoTargetPurged if ignore_state => true,
-        STATE::WdfIoTargetStopped => false,
-        _ => return Err(STATUS_INVALID_DEVICE_STATE),
-    };
-    inner.in_flight += 1;
-    if send_now {
-        inner.sent.push(irp.clone());
+    if ignore_state {
+        // Ignoring the state is refused only once a closed or deleted target has let go of its
+        // device (KMDF: closed and not `m_Removing`).
+        if is_closed(inner.state) && !inner.connected {
+            return Err(STATUS_INVALID_DEVICE_STATE);
+        }
+        inner.in_flight += 1;
+        inner.ignored.push(irp.clone());
         let link = inner.link.clone();
         drop(inner);
         deliver(link.as_ref(), irp);
-    } else {
-        inner.queued.push(irp.clone());
-        drop(inner);
-        let routine = Box::new(move |irp: &Arc<Irp>| {
-            if let Some(object) = quiet(target) {
-                lock(&target_of(&object).inner)
-                    .queued
-                    .retain(|q| !Arc::ptr_eq(q, irp));
-            }
-            irp.complete(STATUS_CANCELLED, 0);
-        });
-        if irp.set_cancel_routine(routine).is_err() {
-            lock(&t.inner).queued.retain(|q| !Arc::ptr_eq(q, irp));
-            irp.complete(STATUS_CANCELLED, 0);
+        return Ok(());
+    }
+    match inner.state {
+        STATE::WdfIoTargetStarted => {
+            inner.in_flight += 1;
+            inner.sent.push(irp.clone());
+            let link = inner.link.clone();
+            drop(inner);
+            deliver(link.as_ref(), irp);
         }
+        STATE::WdfIoTargetStopped => {
+            inner.in_flight += 1;
+            inner.queued.push(irp.clone());
+            drop(inner);
+            // A held request is cancelable; cancelling it completes it with STATUS_CANCELLED
+            // (`FxIoTarget::_RequestCancelled` -> `FailPendedRequest(STATUS_CANCELLED)`).
+            let routine = Box::new(move |irp: &Arc<Irp>| {
+                if let Some(object) = quiet(target) {
+                    lock(&target_of(&object).inner)
+                        .queued
+                        .retain(|q| !Arc::ptr_eq(q, irp));
+                }
+                irp.complete(STATUS_CANCELLED, 0);
+            });
+            if irp.set_cancel_routine(routine).is_err() {
+                lock(&t.inner).queued.retain(|q| !Arc::ptr_eq(q, irp));
+                irp.complete(STATUS_CANCELLED, 0);
+            }
+        }
+        _ => return Err(STATUS_INVALID_DEVICE_STATE),
     }
     Ok(())
 }
@@ -169,7 +255,14 @@ pub(crate) fn packet_done(target: usize, irp: &Arc<Irp>) {
     if let Some(object) = quiet(target) {
         let mut inner = lock(&target_of(&object).inner);
         inner.sent.retain(|s| !Arc::ptr_eq(s, irp));
+        inner.ignored.retain(|s| !Arc::ptr_eq(s, irp));
         inner.queued.retain(|s| !Arc::ptr_eq(s, irp));
+        inner.completing_on.push(std::thread::current().id());
+        // The last sent packet of a closing target lets go of the device
+        // (`RemoveCompletedRequestLocked` -> `ClearTargetPointers`).
+        if is_closed(inner.state) && inner.sent.is_empty() && inner.ignored.is_empty() {
+            inner.connected = false;
+        }
     }
 }
 
@@ -177,25 +270,42 @@ pub(crate) fn packet_done(target: usize, irp: &Arc<Irp>) {
 pub(crate) fn request_finished(target: usize) {
     if let Some(object) = quiet(target) {
         let t = target_of(&object);
-        lock(&t.inner).in_flight -= 1;
+        let mut inner = lock(&t.inner);
+        inner.in_flight -= 1;
+        // Normally the thread that completed the packet (completion routines run inline); a
+        // routine run elsewhere retires the oldest entry.
+        let me = std::thread::current().id();
+        let index = inner
+            .completing_on
+            .iter()
+            .position(|thread| *thread == me)
+            .unwrap_or(0);
+        if index < inner.completing_on.len() {
+            inner.completing_on.remove(index);
+        }
+        drop(inner);
         t.changed.notify_all();
     }
 }
 
-fn cancel_all(t: &Target, include_sent: bool) {
-    let (queued, sent) = {
-        let inner = lock(&t.inner);
-        (
-            inner.queued.clone(),
-            if include_sent {
-                inner.sent.clone()
-            } else {
-                Vec::new()
-            },
-        )
-    };
-    for irp in queued.iter().chain(sent.iter()) {
-        irp.cancel();
+/// Takes the held packets off the queue. Those whose cancel routine already ran (or is running)
+/// stay: that routine completes them (KMDF's cancel-safe queue does not return them).
+fn take_queued(inner: &mut Inner) -> Vec<Arc<Irp>> {
+    let mut taken = Vec::new();
+    for irp in core::mem::take(&mut inner.queued) {
+        if irp.clear_cancel_routine() {
+            taken.push(irp);
+        } else {
+            inner.queued.push(irp);
+        }
+    }
+    taken
+}
+
+/// Fails packets that were held and never sent (`FxIoTarget::CompletePendedRequestList`).
+fn fail_not_sent(packets: Vec<Arc<Irp>>) {
+    for irp in packets {
+        irp.complete(STATUS_WDF_DEVICE_REMOVED_NOT_SENT, 0);
     }
 }
 
@@ -209,6 +319,28 @@ fn wait_until(t: &Target, done: impl Fn(&Inner) -> bool) {
     }
 }
 
+/// Requests completed on this thread whose completion has not finished: a stop, purge or close
+/// called from their completion routine. KMDF takes a request off its sent list before calling
+/// its completion routine, so such a call does not wait for the request it is called from.
+fn completing_here(inner: &Inner) -> usize {
+    let me = std::thread::current().id();
+    inner
+        .completing_on
+        .iter()
+        .filter(|thread| **thread == me)
+        .count()
+}
+
+/// Waits for the sent I/O of a stop or purge (KMDF's `m_SentIoEvent`): until the sent list is
+/// empty and the completion routines of those requests (and of held requests failed meanwhile)
+/// returned. Held requests and requests sent ignoring the state are not waited for, nor the
+/// requests whose completion routine is this thread's caller (`here`, [`completing_here`]).
+fn wait_for_sent_io(t: &Target, here: usize) {
+    wait_until(t, |inner| {
+        inner.sent.is_empty() && inner.in_flight <= inner.queued.len() + inner.ignored.len() + here
+    });
+}
+
 fn start(t: &Target) -> NTSTATUS {
     let (queued, link) = {
         let mut inner = lock(&t.inner);
@@ -217,18 +349,10 @@ fn start(t: &Target) -> NTSTATUS {
             _ => return STATUS_INVALID_DEVICE_STATE,
         }
         inner.state = STATE::WdfIoTargetStarted;
-        let queued = core::mem::take(&mut inner.queued);
-        let mut deliver_now = Vec::new();
-        for irp in queued {
-            if irp.clear_cancel_routine() {
-                inner.sent.push(irp.clone());
-                deliver_now.push(irp);
-            } else {
-                // Being cancelled: its cancel routine completes it.
-                inner.queued.push(irp);
-            }
-        }
-        (deliver_now, inner.link.clone())
+        // Held requests are resent (`GotoStartState` -> `SubmitPendedRequests`).
+        let queued = take_queued(&mut inner);
+        inner.sent.extend(queued.iter().cloned());
+        (queued, inner.link.clone())
     };
     for irp in &queued {
         deliver(link.as_ref(), irp);
@@ -236,18 +360,47 @@ fn start(t: &Target) -> NTSTATUS {
     STATUS_SUCCESS
 }
 
+/// Closes or deletes a target (`FxIoTarget::GotoRemoveState` and `FxIoTargetRemote::Close`):
+/// held requests fail with `STATUS_WDF_DEVICE_REMOVED_NOT_SENT`, sent ones (including those
+/// sent ignoring the state) are cancelled, and the close waits until all have completed.
+///
+/// Closing waits for the requests it failed or cancelled, as KMDF waits for its sent I/O; like
+/// the stop wait it does not wait for a completion routine it is called from. Deleting waits for
+/// every request: KMDF's dispose waits for the target's I/O count (`WaitForDisposeEvent`), which
+/// drops only after completion routines returned.
 fn close_inner(t: &Target, state: WDF_IO_TARGET_STATE, unwatch: bool) {
-    let (link, file, watch) = {
+    let (link, file, watch, held, sent, here) = {
         let mut inner = lock(&t.inner);
         inner.state = state;
+        let here = completing_here(&inner);
+        let held = take_queued(&mut inner);
+        let sent: Vec<Arc<Irp>> = inner.sent.iter().chain(&inner.ignored).cloned().collect();
+        if sent.is_empty() {
+            inner.connected = false;
+        }
         (
             inner.link.clone(),
             core::mem::take(&mut inner.file),
             inner.watch,
+            held,
+            sent,
+            here,
         )
     };
-    cancel_all(t, true);
-    wait_until(t, |inner| inner.in_flight == 0);
+    fail_not_sent(held);
+    for irp in &sent {
+        irp.cancel();
+    }
+    let deleted = state == STATE::WdfIoTargetDeleted;
+    wait_until(t, |inner| {
+        if deleted {
+            inner.in_flight == 0
+        } else {
+            inner.sent.is_empty()
+                && inner.ignored.is_empty()
+                && inner.in_flight <= inner.queued.len() + here
+        }
+    });
     if let Some(link) = &link {
         if file != 0 {
             link.close(file);
@@ -286,6 +439,7 @@ fn open_by_name(object: &Arc<Object>, name: &str, callbacks: Option<Callbacks>) 
     inner.file = file;
     inner.watch = watch;
     inner.state = STATE::WdfIoTargetStarted;
+    inner.connected = true;
     STATUS_SUCCESS
 }
 
@@ -552,27 +706,39 @@ unsafe extern "C" fn wdf_io_target_stop(
     let Some(object) = find(io_target, API) else {
         return;
     };
+    if !matches!(
+        action,
+        SENT::WdfIoTargetCancelSentIo
+            | SENT::WdfIoTargetWaitForSentIoToComplete
+            | SENT::WdfIoTargetLeaveSentIoPending
+    ) {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            format!("invalid action {action}"),
+        );
+        return;
+    }
     let t = target_of(&object);
-    {
+    // `FxIoTarget::GotoStopState`: only the sent list is cancelled or waited for; held requests
+    // stay held (resent by WdfIoTargetStart) and requests sent ignoring the state are left alone.
+    let (sent, here) = {
         let mut inner = lock(&t.inner);
         if inner.state == STATE::WdfIoTargetStarted || inner.state == STATE::WdfIoTargetPurged {
             inner.state = STATE::WdfIoTargetStopped;
         }
+        let sent = if action == SENT::WdfIoTargetCancelSentIo {
+            inner.sent.clone()
+        } else {
+            Vec::new()
+        };
+        (sent, completing_here(&inner))
+    };
+    for irp in &sent {
+        irp.cancel();
     }
-    match action {
-        SENT::WdfIoTargetCancelSentIo => {
-            cancel_all(t, true);
-            wait_until(t, |inner| inner.in_flight == 0);
-        }
-        SENT::WdfIoTargetWaitForSentIoToComplete => {
-            wait_until(t, |inner| inner.in_flight == inner.queued.len());
-        }
-        SENT::WdfIoTargetLeaveSentIoPending => {}
-        _ => verifier::report(
-            rules::INVALID_ARGUMENT,
-            API,
-            format!("invalid action {action}"),
-        ),
+    if action != SENT::WdfIoTargetLeaveSentIoPending {
+        wait_for_sent_io(t, here);
     }
 }
 
@@ -593,22 +759,34 @@ unsafe extern "C" fn wdf_io_target_purge(
     let Some(object) = find(io_target, API) else {
         return;
     };
+    if !matches!(
+        action,
+        PURGE::WdfIoTargetPurgeIoAndWait | PURGE::WdfIoTargetPurgeIo
+    ) {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            format!("invalid action {action}"),
+        );
+        return;
+    }
     let t = target_of(&object);
-    {
+    // `FxIoTarget::GotoPurgeState` and `Purge`: held requests fail with
+    // STATUS_WDF_DEVICE_REMOVED_NOT_SENT, sent ones are cancelled (and waited for).
+    let (held, sent, here) = {
         let mut inner = lock(&t.inner);
         if inner.state == STATE::WdfIoTargetStarted || inner.state == STATE::WdfIoTargetStopped {
             inner.state = STATE::WdfIoTargetPurged;
         }
+        let here = completing_here(&inner);
+        (take_queued(&mut inner), inner.sent.clone(), here)
+    };
+    fail_not_sent(held);
+    for irp in &sent {
+        irp.cancel();
     }
-    cancel_all(t, true);
-    match action {
-        PURGE::WdfIoTargetPurgeIoAndWait => wait_until(t, |inner| inner.in_flight == 0),
-        PURGE::WdfIoTargetPurgeIo => {}
-        _ => verifier::report(
-            rules::INVALID_ARGUMENT,
-            API,
-            format!("invalid action {action}"),
-        ),
+    if action == PURGE::WdfIoTargetPurgeIoAndWait {
+        wait_for_sent_io(t, here);
     }
 }
 
@@ -793,13 +971,14 @@ fn send_synchronously(
     if !irql::require_passive(api) {
         return STATUS_INVALID_DEVICE_REQUEST;
     }
-    if !bytes.is_null() {
-        // SAFETY: a non-null out pointer is writable by the API contract.
-        unsafe { bytes.write(0) };
-    }
     let Some(target) = find(io_target, api) else {
         return STATUS_INVALID_PARAMETER;
     };
+    // Formatting validates the target first (`FxRequestBase::ValidateTarget`); a failed format
+    // leaves `BytesReturned` untouched (`FxIoTargetSendIoctl`, `FxIoTargetSendIo`).
+    if let Err(status) = check_accepts_format(&target) {
+        return status;
+    }
     // A temporary request when the driver passes none.
     let (request, temporary) = if request.is_null() {
         match object::create(
@@ -865,7 +1044,10 @@ fn send_synchronously(
         if let Some(object) = request::find(request, api) {
             let state = lock(&request::payload(&object).state);
             final_status = state.status;
-            if !bytes.is_null() && final_status >= 0 {
+            // Whatever the status: after `SubmitSync`, KMDF writes the IRP's
+            // IoStatus.Information (`FxIoTargetSendIoctl`, `FxIoTargetSendIo`), so a
+            // STATUS_BUFFER_OVERFLOW with data reports how much data came back.
+            if !bytes.is_null() {
                 // SAFETY: a non-null out pointer is writable by the API contract.
                 unsafe { bytes.write(state.information as ULONG_PTR) };
             }

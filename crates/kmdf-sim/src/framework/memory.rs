@@ -8,8 +8,8 @@ use super::table::Entry;
 use super::verifier::{self, rules};
 use super::{faults, irql, wdf_entry};
 use crate::constants::{
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 use crate::types::{
     NTSTATUS, POOL_TYPE, PVOID, PWDF_DRIVER_GLOBALS, PWDF_OBJECT_ATTRIBUTES, ULONG, WDFMEMORY,
@@ -245,21 +245,38 @@ unsafe extern "C" fn wdf_memory_get_buffer(
     address as PVOID
 }
 
-/// Checks `offset + count <= length`, reporting on behalf of `api`.
-fn check_range(api: &str, offset: usize, count: usize, length: usize) -> Result<(), NTSTATUS> {
-    match offset.checked_add(count) {
-        Some(end) if end <= length => Ok(()),
-        _ => {
-            verifier::report(
-                rules::INVALID_ARGUMENT,
-                api,
-                format!(
-                    "copy of {count} bytes at offset {offset} exceeds the {length}-byte buffer"
-                ),
-            );
-            Err(STATUS_INVALID_BUFFER_SIZE)
-        }
+/// The checks KMDF makes before a copy between a WDFMEMORY and a raw buffer
+/// (`WdfMemoryCopyToBuffer` / `WdfMemoryCopyFromBuffer` in fxmemorybufferapi.cpp, then
+/// `IFxMemory::_CopyPtrToPtr` in fxmemoryobject.cpp). A null `Buffer` is a verifier bugcheck there
+/// (`FxPointerNotNull`); everything else only fails the call, with no verifier break:
+/// - zero bytes: `STATUS_INVALID_PARAMETER`;
+/// - an offset at or past the end of the memory, or more bytes than remain after it:
+///   `STATUS_BUFFER_TOO_SMALL` when the memory is the source (copy to a buffer),
+///   `STATUS_INVALID_BUFFER_SIZE` when it is the destination (copy from a buffer).
+fn check_copy(
+    api: &str,
+    buffer: PVOID,
+    offset: usize,
+    count: usize,
+    length: usize,
+    out_of_range: NTSTATUS,
+) -> Result<(), NTSTATUS> {
+    if buffer.is_null() {
+        verifier::report(rules::INVALID_ARGUMENT, api, "null Buffer".to_string());
+        return Err(STATUS_INVALID_PARAMETER);
     }
+    if count == 0 {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // `_CopyPtrToPtr` checks a nonzero offset against the size, then the count against what is
+    // left after the offset.
+    if offset != 0 && offset >= length {
+        return Err(out_of_range);
+    }
+    if count > length - offset {
+        return Err(out_of_range);
+    }
+    Ok(())
 }
 
 unsafe extern "C" fn wdf_memory_copy_to_buffer(
@@ -273,10 +290,14 @@ unsafe extern "C" fn wdf_memory_copy_to_buffer(
     let Some((address, length)) = buffer_of(source, API) else {
         return STATUS_INVALID_PARAMETER;
     };
-    if buffer.is_null() {
-        return STATUS_INVALID_PARAMETER;
-    }
-    if let Err(status) = check_range(API, source_offset, count, length) {
+    if let Err(status) = check_copy(
+        API,
+        buffer,
+        source_offset,
+        count,
+        length,
+        STATUS_BUFFER_TOO_SMALL,
+    ) {
         return status;
     }
     // SAFETY: the source range is inside the memory object's buffer (checked above); the
@@ -302,10 +323,14 @@ unsafe extern "C" fn wdf_memory_copy_from_buffer(
     let Some((address, length)) = buffer_of(destination, API) else {
         return STATUS_INVALID_PARAMETER;
     };
-    if buffer.is_null() {
-        return STATUS_INVALID_PARAMETER;
-    }
-    if let Err(status) = check_range(API, destination_offset, count, length) {
+    if let Err(status) = check_copy(
+        API,
+        buffer,
+        destination_offset,
+        count,
+        length,
+        STATUS_INVALID_BUFFER_SIZE,
+    ) {
         return status;
     }
     // SAFETY: the destination range is inside the memory object's buffer (checked above); the

@@ -104,6 +104,11 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The packet this request is pending with at an I/O target, if it is sent.
+    pub(crate) fn sent_packet(&self) -> Option<Arc<Irp>> {
+        lock(&self.state).sent.clone()
+    }
+
     pub(crate) fn new(driver_created: bool, incoming: Option<Arc<Irp>>) -> Self {
         Self {
             driver_created,
@@ -248,8 +253,12 @@ pub(crate) fn format(
     let Some(object) = find(request, api) else {
         return STATUS_INVALID_PARAMETER;
     };
-    if iotarget::find(target, api).is_none() {
+    let Some(target_object) = iotarget::find(target, api) else {
         return STATUS_INVALID_PARAMETER;
+    };
+    // FxRequestBase::ValidateTarget (fxrequestbase.cpp) starts every format.
+    if let Err(status) = iotarget::check_accepts_format(&target_object) {
+        return status;
     }
     let (input, input_ref) = match resolve(input.0, input.1, api) {
         Ok(value) => value,
@@ -671,8 +680,15 @@ unsafe extern "C" fn wdf_request_create(
         Ok(attributes) => attributes,
         Err(status) => return status,
     };
-    if !io_target.is_null() && iotarget::find(io_target, API).is_none() {
-        return STATUS_INVALID_PARAMETER;
+    if !io_target.is_null() {
+        let Some(target) = iotarget::find(io_target, API) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        // FxRequest::_Create validates a given target (FxRequestBase::ValidateTarget) and
+        // hands back no request when it is closed.
+        if let Err(status) = iotarget::check_accepts_format(&target) {
+            return status;
+        }
     }
     if let Err(status) = faults::hit(faults::FaultPoint::Allocation) {
         return status;

@@ -35,6 +35,9 @@ pub mod rules {
     pub const BAD_STRUCTURE_SIZE: &str = "structure Size field mismatch";
     /// An argument KMDF rejects (null required pointer, out-of-range offset, ...).
     pub const INVALID_ARGUMENT: &str = "invalid argument";
+    /// A WDF function the simulation does not implement was called. The report's object is the
+    /// function's name; the call returned `STATUS_NOT_IMPLEMENTED` (or 0 / FALSE / NULL).
+    pub const NOT_SIMULATED: &str = "WDF function not simulated";
     // -- rules of spin locks, wait locks, events and threads --
     /// A wait lock was acquired again by its owner or released by a thread that does not own it.
     pub const WAIT_LOCK_MISUSE: &str = "wait lock misuse";

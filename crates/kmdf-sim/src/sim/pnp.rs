@@ -4,7 +4,7 @@
 //! driver, calling the driver's callbacks in KMDF's order at `PASSIVE_LEVEL`.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::framework::device::{self, DeviceInit};
 use crate::framework::io::lock;
@@ -375,37 +375,61 @@ impl Device {
             with_callbacks(self.handle, device::withdraw_names);
         }
         crate::framework::queue::purge_device(self.handle);
-        for object in object::live_objects() {
-            if object.kind == request::KIND {
-                let sent = object
-                    .payload::<request::Request>()
-                    .is_some_and(|r| lock(&r.state).owner == request::Owner::Target);
-                if sent {
-                    verifier::report(
-                        rules::IO_ALIVE_AT_REMOVE,
-                        &*object,
-                        "still pending at an I/O target when its device was removed".to_string(),
-                    );
-                }
-            }
-            if object.kind == iotarget::KIND
-                && let Some(target) = object.payload::<iotarget::Target>()
-                && target.device == self.handle
-                && target.in_flight() > 0
-            {
-                verifier::report(
-                    rules::IO_ALIVE_AT_REMOVE,
-                    &*object,
-                    format!(
-                        "{} request(s) in flight when its device was removed",
-                        target.in_flight()
-                    ),
-                );
-            }
-        }
+        self.report_io_alive();
         if let Some(object) = object::live_object(self.handle) {
             object::delete(&object);
         }
         lock(&REGISTRY).devices.remove(&self.handle);
+    }
+
+    /// Reports the I/O still alive on this device at removal: its I/O targets with requests in
+    /// flight, and each request pending on one of those targets or presented by one of its
+    /// queues and sent on. Requests pending on other devices' targets are theirs to report.
+    fn report_io_alive(&self) {
+        let live = object::live_objects();
+        let mut packets = Vec::new();
+        for object in &live {
+            if object.kind == iotarget::KIND
+                && let Some(target) = object.payload::<iotarget::Target>()
+                && target.device == self.handle
+            {
+                packets.extend(target.pending_packets());
+                let in_flight = target.in_flight();
+                if in_flight > 0 {
+                    verifier::report(
+                        rules::IO_ALIVE_AT_REMOVE,
+                        &**object,
+                        format!("{in_flight} request(s) in flight when its device was removed"),
+                    );
+                }
+            }
+        }
+        for object in &live {
+            if object.kind != request::KIND {
+                continue;
+            }
+            let Some(req) = object.payload::<request::Request>() else {
+                continue;
+            };
+            let (sent, queue) = {
+                let state = lock(&req.state);
+                (state.owner == request::Owner::Target, state.queue)
+            };
+            if !sent {
+                continue;
+            }
+            let on_my_target = req
+                .sent_packet()
+                .is_some_and(|sent| packets.iter().any(|irp| Arc::ptr_eq(irp, &sent)));
+            let from_my_queue =
+                queue != 0 && object::live_object(queue).is_some_and(|q| q.parent() == self.handle);
+            if on_my_target || from_my_queue {
+                verifier::report(
+                    rules::IO_ALIVE_AT_REMOVE,
+                    &**object,
+                    "still pending at an I/O target when its device was removed".to_string(),
+                );
+            }
+        }
     }
 }

@@ -547,42 +547,7 @@ impl StreamShared {
                 return Err(status);
             }
         };
-        let committed = {
-            let mut state = self.state.lock();
-            let start = state.start_count;
-            // A stop that came while the input was being filled does not waste it: the request
-            // goes out and is cancelled right after the send (as when the stop finds it
-            // `Sending`). A target cleared meanwhile is not sent to.
-            let stopping = state.stopping;
-            let verdict = if state.target == Some(target) {
-                Ok(())
-            } else {
-                Err(NO_TARGET)
-            };
-            match (verdict, state.slots.get_mut(index)) {
-                (Ok(()), Some(s)) => {
-                    s.seq += 1;
-                    s.phase = Phase::Sending;
-                    s.cancel_pending = stopping;
-                    s.early = None;
-                    s.stream_start = start;
-                    // Stored before the send: the completion may run before it returns.
-                    s.input = input;
-                    s.output = output;
-                    s.reference = Some(reference);
-                    state.in_send += 1;
-                    Ok(())
-                }
-                (verdict, _) => Err((
-                    verdict.err().unwrap_or(NtStatus::INVALID_DEVICE_STATE),
-                    input,
-                    output,
-                    reference,
-                )),
-            }
-        };
-        if let Err((status, input, output, reference)) = committed {
-            drop((input, output));
+        if let Err((status, reference)) = self.commit(index, target, input, output, reference) {
             self.end_stream(index, Some(reference));
             return Err(status);
         }
@@ -603,16 +568,62 @@ impl StreamShared {
             self.end_stream(index, reference);
             return Err(status);
         }
-        // The send returned. Until this section the slot stays `Sending`, so its reference is
-        // still in it, whatever a completion did meanwhile. After it the slot is someone
-        // else's business (its completion routine's, or whichever loop takes it off the list).
+        Ok(self.after_send(slot, budget))
+    }
+
+    /// Commits a send: the slot goes `Sending` with its buffers and reference, as one more send
+    /// in progress. Fails (giving the reference back; the buffers go back to their pools) if
+    /// the target was cleared or changed since the slot was taken.
+    fn commit(
+        &self,
+        index: usize,
+        target: usize,
+        input: Option<PoolBuffer>,
+        output: Option<PoolBuffer>,
+        reference: HeldReference,
+    ) -> Result<(), (NtStatus, HeldReference)> {
+        let refused = {
+            let mut state = self.state.lock();
+            let (start, stopping) = (state.start_count, state.stopping);
+            let same_target = state.target == Some(target);
+            match state.slots.get_mut(index) {
+                Some(s) if same_target => {
+                    s.seq += 1;
+                    s.phase = Phase::Sending;
+                    // A stop that came while the input was being filled does not waste it:
+                    // the request goes out and is cancelled right after the send (as when the
+                    // stop finds it `Sending`).
+                    s.cancel_pending = stopping;
+                    s.early = None;
+                    s.stream_start = start;
+                    // Stored before the send: the completion may run before it returns.
+                    s.input = input;
+                    s.output = output;
+                    s.reference = Some(reference);
+                    state.in_send += 1;
+                    return Ok(());
+                }
+                Some(_) => (NO_TARGET, input, output, reference),
+                None => (NtStatus::INVALID_DEVICE_STATE, input, output, reference),
+            }
+        };
+        let (status, input, output, reference) = refused;
+        drop((input, output));
+        Err((status, reference))
+    }
+
+    /// The section after a send returned: until it the slot stays `Sending`, so its reference
+    /// is still in it, whatever a completion did meanwhile; after it the slot is someone else's
+    /// business (its completion routine's, or whichever loop takes it off the list). Lists the
+    /// slot's early completion, if any, and takes the oldest listed one for the loop.
+    fn after_send(&self, slot: &Arc<StreamSlot>, budget: usize) -> Option<Job> {
         let may = self.may_process(budget);
         let (next, cancel) = {
             let mut state = self.state.lock();
             state.in_send -= 1;
             let mut cancel = false;
             let mut listed = None;
-            if let Some(s) = state.slots.get_mut(index) {
+            if let Some(s) = state.slots.get_mut(slot.index) {
                 debug_assert_eq!(s.phase, Phase::Sending);
                 if let Some(completion) = s.early.take() {
                     s.phase = Phase::Completing;
@@ -631,7 +642,7 @@ impl StreamShared {
         if cancel {
             let _ = slot.request.cancel();
         }
-        Ok(next)
+        next
     }
 
     /// Reuses and formats the request with fresh buffers (the input filled by the client).

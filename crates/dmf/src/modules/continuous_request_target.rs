@@ -31,26 +31,28 @@
 //! wherever the stream is at that moment: the input callback where the request is sent, the
 //! output callback where its completion is processed. That is the completion routine, in the
 //! context that completed the request and at its IRQL (KMDF raises nothing: a DPC at
-//! `DISPATCH_LEVEL`, a passive thread at `PASSIVE_LEVEL`); or, for a target that completed the
-//! request before `WdfRequestSend` returned, the sender once the send returned (the caller of
-//! `start`, or the loop of an earlier completion); or the module's work item at `PASSIVE_LEVEL`
-//! when a loop handed over (see below). With the passive-level option both run at
-//! `PASSIVE_LEVEL`: a completion that arrives above it is processed on the work item (and
-//! `start` must be called at `PASSIVE_LEVEL`). Single send completions run as chosen per call
-//! ([`CompletionOption`]).
+//! `DISPATCH_LEVEL`, a passive thread at `PASSIVE_LEVEL`); or a sending loop of this module
+//! (the caller of `start`, or an earlier completion routine), for a completion that arrived
+//! while one of its sends was in progress; or the module's work item at `PASSIVE_LEVEL` when a
+//! loop handed over (see below). With the passive-level option both run at `PASSIVE_LEVEL`: a
+//! completion that arrives above it is processed on the work item (and `start` must be called
+//! at `PASSIVE_LEVEL`). Single send completions run as chosen per call ([`CompletionOption`]).
+//! Do not hold a lock around `start`, `stop` or `io_target_set` that the output callback
+//! takes: with a target that completes inline, the callback runs inside them.
 //!
 //! # Targets that complete inline
 //!
 //! In KMDF a request sent to a local device's queue is presented in the sender's thread, and
 //! a queue callback that completes it at once runs the completion routine before
-//! `WdfRequestSend` returns. A resend from inside that completion routine would nest one level
-//! deeper per request until the kernel stack overflows. This module never resends from inside
-//! the send that just completed: a completion that arrives while its own send has not returned
-//! only records itself, and the sender processes it and sends again, in a loop. Completion
-//! routines of one stream nest at most two deep on a thread (one running a loop, the inline
-//! one inside its send). A loop processes at most a few dozen completions, then hands the
-//! stream to the module's work item, which goes on the same way and re-queues itself, so a
-//! target that always completes inline holds neither the caller of `start` nor a DPC for ever.
+//! `WdfRequestSend` returns (a sequential queue may also complete, there, another request it
+//! was holding). A resend from inside that completion routine would nest one level deeper per
+//! request until the kernel stack overflows. This module never processes a completion inside
+//! one of its sends: such a completion only records itself, and the sending code, once its
+//! send returned, processes it and sends again, in a loop. Completion routines of the module
+//! nest at most two deep on a thread (one running a loop, the inline one inside its send). A
+//! loop processes at most a few dozen completions, then hands the rest to the module's work
+//! item, which goes on the same way and re-queues itself, so a target that always completes
+//! inline holds neither the caller of `start` nor a DPC for ever.
 //!
 //! # Methods and IRQL
 //!

@@ -47,6 +47,9 @@ enum Answer {
     KeepCancelable,
 }
 
+/// The target device's manual queue (no callbacks), for forwarding.
+static MANUAL_QUEUE: AtomicUsize = AtomicUsize::new(0);
+
 static ANSWER: Mutex<Answer> = Mutex::new(Answer::CompleteInline { information: 0 });
 static KEPT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
@@ -208,6 +211,26 @@ unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -
     if status < 0 {
         return status;
     }
+    let mut manual = WDF_IO_QUEUE_CONFIG {
+        Size: size_of::<WDF_IO_QUEUE_CONFIG>() as u32,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchManual,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        ..Default::default()
+    };
+    let mut queue: WDFQUEUE = core::ptr::null_mut();
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut manual,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut queue
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+    MANUAL_QUEUE.store(queue as usize, Ordering::SeqCst);
     let wide: Vec<u16> = link.encode_utf16().collect();
     let name = UNICODE_STRING {
         Length: (wide.len() * 2) as u16,
@@ -1162,6 +1185,45 @@ fn formatting_for_or_creating_against_a_closed_target_is_an_invalid_device_state
     delete(request.cast());
     delete(output.cast());
     delete(unopened.cast());
+    delete(target.cast());
+    rig.finish();
+    session.end();
+}
+
+/// A request whose cancel arrived while the driver owned it (not cancelable, so
+/// `WdfRequestCancelSentRequest` returned FALSE) is cancelled as soon as the driver forwards it to
+/// a queue: waiting on a queue it is cancelable again (`FxIoQueue::QueueRequestFromForward`
+/// inserts it into the cancel-safe queue, which completes an already cancelled IRP). Forwarding
+/// from the sender's own thread must process that cancel without re-entering a lock it holds.
+#[test]
+fn a_request_cancelled_while_owned_is_cancelled_when_forwarded_to_a_queue() {
+    let session = Session::begin();
+    let rig = Rig::boot("\\??\\FidelityForward", false, false);
+    let target = rig.open("\\??\\FidelityForward").unwrap();
+    *locked(&ANSWER) = Answer::Keep;
+    let request = create_request(target);
+    let log = Completions::default();
+    format_ioctl(
+        request,
+        target,
+        IOCTL_NEITHER,
+        core::ptr::null_mut(),
+        core::ptr::null_mut(),
+    );
+    set_routine(request, &log);
+    assert!(send(request, target, 0));
+    assert_eq!(
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestCancelSentRequest, request) },
+        0
+    );
+    let kept = locked(&KEPT).pop().unwrap() as WDFREQUEST;
+    let manual = MANUAL_QUEUE.load(Ordering::SeqCst) as WDFQUEUE;
+    let status =
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestForwardToIoQueue, kept, manual) };
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(log.count.load(Ordering::SeqCst), 1, "cancelled on arrival");
+    assert_eq!(log.status.load(Ordering::SeqCst), STATUS_CANCELLED);
+    delete(request.cast());
     delete(target.cast());
     rig.finish();
     session.end();

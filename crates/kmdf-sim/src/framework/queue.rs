@@ -1344,7 +1344,10 @@ unsafe extern "C" fn wdf_request_forward_to_io_queue(
     release_ownership(source);
     // Waiting on the destination, the request is cancelable again (and a cancel that arrived
     // while the driver owned it is processed now).
-    if let Some(irp) = lock(&req.state).incoming.clone() {
+    // (The state lock must be released first: a cancel that already arrived is processed
+    // right away, and takes it.)
+    let incoming = lock(&req.state).incoming.clone();
+    if let Some(irp) = incoming {
         arm_cancel(object.handle, &irp);
     }
     pump(destination.handle, Origin::NewRequest);

@@ -45,7 +45,12 @@ enum Answer {
     Keep,
     /// Keeps the request and marks it cancelable.
     KeepCancelable,
+    /// Waits in the callback until `RELEASE_CALLBACK` is set, then completes.
+    BlockThenComplete,
 }
+
+static IN_BLOCKING_CALLBACK: AtomicBool = AtomicBool::new(false);
+static RELEASE_CALLBACK: AtomicBool = AtomicBool::new(false);
 
 /// The target device's manual queue (no callbacks), for forwarding.
 static MANUAL_QUEUE: AtomicUsize = AtomicUsize::new(0);
@@ -141,6 +146,16 @@ unsafe extern "C" fn on_device_control(
             }
         }
         Answer::Keep => locked(&KEPT).push(request as usize),
+        Answer::BlockThenComplete => {
+            IN_BLOCKING_CALLBACK.store(true, Ordering::SeqCst);
+            while !RELEASE_CALLBACK.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            unsafe {
+                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS)
+            };
+            IN_BLOCKING_CALLBACK.store(false, Ordering::SeqCst);
+        }
         Answer::KeepCancelable => {
             locked(&KEPT).push(request as usize);
             let status = unsafe {
@@ -1226,5 +1241,50 @@ fn a_request_cancelled_while_owned_is_cancelled_when_forwarded_to_a_queue() {
     delete(request.cast());
     delete(target.cast());
     rig.finish();
+    session.end();
+}
+
+/// `FxIoQueue::Dispose` (fxioqueue.cpp) waits until no other thread is in the queue's dispatch
+/// loop (`m_FinishDisposing`, set by `DispatchEvents` when `m_Dispatching` drops to its own
+/// level), so the queue and its context outlive every callback in progress: deleting a device
+/// while another thread is inside its queue callback waits for that callback to return. The
+/// request comes from user mode here, so nothing else (an I/O target's close) holds the removal.
+#[test]
+fn deleting_a_queue_waits_for_a_callback_running_on_another_thread() {
+    let session = Session::begin();
+    let mut rig = Rig::boot("\\??\\FidelityDispose", false, false);
+    *locked(&ANSWER) = Answer::BlockThenComplete;
+    IN_BLOCKING_CALLBACK.store(false, Ordering::SeqCst);
+    RELEASE_CALLBACK.store(false, Ordering::SeqCst);
+    let user = std::thread::spawn(|| {
+        let file = wdk_sys::sim::user::File::open("\\\\.\\FidelityDispose").expect("opens");
+        let mut output = [0u8; 0];
+        let result = file.device_io_control(IOCTL_NEITHER, &[], &mut output);
+        drop(file);
+        result
+    });
+    wait_until("the callback", || {
+        IN_BLOCKING_CALLBACK.load(Ordering::SeqCst)
+    });
+    let finished = std::sync::Arc::new(AtomicBool::new(false));
+    let device = rig.target_device.take().unwrap();
+    let removal = {
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            device.remove();
+            finished.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "the removal waits for the callback in progress"
+    );
+    RELEASE_CALLBACK.store(true, Ordering::SeqCst);
+    assert_eq!(user.join().unwrap(), Ok(0));
+    removal.join().unwrap();
+    assert!(finished.load(Ordering::SeqCst));
+    rig.host.take().unwrap().remove();
+    rig.driver.take().unwrap().unload();
     session.end();
 }

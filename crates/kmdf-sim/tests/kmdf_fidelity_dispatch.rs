@@ -152,8 +152,8 @@ unsafe extern "C" fn on_device_control(
                 std::thread::sleep(Duration::from_millis(1));
             }
             unsafe {
-                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS)
-            };
+                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS);
+            }
             IN_BLOCKING_CALLBACK.store(false, Ordering::SeqCst);
         }
         Answer::KeepCancelable => {

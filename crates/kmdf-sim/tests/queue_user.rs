@@ -69,7 +69,7 @@ unsafe extern "C" fn unload(_d: WDFDRIVER) {
 
 /// Completes a held request that was cancelled. It holds `HELD`'s lock while it does, so a
 /// thread that takes a request off `HELD` and unmarks it under the same lock never touches a
-/// request this routine completed (the synchronisation KMDF's WdfRequestUnmarkCancelable
+/// request this routine completed (the synchronisation KMDF's `WdfRequestUnmarkCancelable`
 /// documentation asks of drivers).
 unsafe extern "C" fn cancel_held(request: WDFREQUEST) {
     let mut held = HELD.lock().unwrap();

@@ -1,6 +1,7 @@
 //! Thread on the simulation: DMF control (pre/work/post, coalescing and latched work signals,
 //! stop winning over work, stop waiting for work in progress), client control, start/stop
 //! errors, close ending the thread, and the passive-level refusal.
+#![cfg(not(windows))]
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! close releasing waiters, stop/start with queued work, `*_and_wait` refused on the module's
 //! own thread and on a module that is not started or is closed, foreign buffers, configuration
 //! errors, allocation failure at each creation step, passive-level and static modules.
+#![cfg(not(windows))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `dmf::wdf` locks, events and system threads on the simulation: mutual exclusion across
 //! threads, wake-ups across threads, bounded timeouts, joins and delays.
+#![cfg(not(windows))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

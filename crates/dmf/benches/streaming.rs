@@ -2,12 +2,14 @@
 //! same simulation, in the same run.
 //!
 //! * Raw loop: `REQUESTS` requests written directly on `dmf::wdf` (`Request`, `IoTarget`,
-//!   `Memory`); each completion counts, then reuses, formats and sends its request again.
+//!   `Memory`, `WorkItem`); each completion counts, then its request is reused, formatted and
+//!   sent again: by the sender, in a loop, when it completed before its send returned (the
+//!   target completes inline), after a bounded number of rounds by the slot's work item.
 //! * DMF: a `ContinuousRequestTarget` (Automatic mode) streaming the same IOCTL with the same
 //!   number of requests and an output buffer of the same size; the output callback counts.
 //!
-//! Both stream to a programmable target that completes each request at once with a 24-byte
-//! sample. Each round measures the time to stream `COMPLETIONS` completions after a warm-up
+//! Both stream to a programmable target that completes each request at once (inline, in the
+//! sender's `WdfRequestSend`) with a 24-byte sample. Each round measures the time to stream `COMPLETIONS` completions after a warm-up
 //! and the heap allocations made meanwhile (a counting global allocator: the simulation itself
 //! allocates per send, the same for both paths). Prints requests/s of each, the ratio and the
 //! allocations per streamed request, then runs the same two workloads under criterion.
@@ -16,8 +18,8 @@
     reason = "rates and per-request figures for printing"
 )]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -27,6 +29,7 @@ use dmf::modules::continuous_request_target::{
 };
 use dmf::wdf::io_target::{IoTarget, RemoveCallbacks};
 use dmf::wdf::request::{Completion, MemoryRange, Request, SharedCompletion, Timeout};
+use dmf::wdf::work_item::WorkItem;
 use dmf::wdf::{Memory, NtStatus, PoolType};
 use wdk_sys::WDFOBJECT;
 use wdk_sys::sim::Session;
@@ -147,6 +150,19 @@ fn measure(counter: &AtomicU64, completions: u64) -> Window {
 
 // ---- the raw loop ------------------------------------------------------------------------
 
+/// Completions one raw loop processes before it hands its slot to the slot's work item (the
+/// same bound `ContinuousRequestTarget` uses).
+const RAW_BUDGET: u32 = 32;
+
+/// The raw slot's phases (an `AtomicU8`).
+const IDLE: u8 = 0;
+/// Between setting up the send and seeing it return.
+const SENDING: u8 = 1;
+/// The send returned; the completion routine goes on.
+const OUT: u8 = 2;
+/// Completed before the send returned; the sender goes on.
+const EARLY: u8 = 3;
+
 /// State shared by the raw loop's requests.
 struct RawShared {
     target: IoTarget,
@@ -155,46 +171,79 @@ struct RawShared {
     in_flight: AtomicUsize,
 }
 
-/// One raw request and its output buffer.
+/// One raw request, its output buffer, and the work item that takes over its loop.
 struct RawSlot {
     shared: Arc<RawShared>,
     request: Request,
     output: Memory,
+    phase: AtomicU8,
+    work_item: WorkItem,
 }
 
 impl RawSlot {
-    /// Reuse, format, send (the send holds an `Arc` clone: no allocation).
-    fn send(self: Arc<Self>) -> Result<(), NtStatus> {
-        self.request.reuse(NtStatus::SUCCESS)?;
-        self.request.format_ioctl(
-            &self.shared.target,
-            IOCTL,
-            false,
-            None,
-            Some(MemoryRange::whole(self.output.handle())),
-        )?;
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let shared = Arc::clone(&self.shared);
-        let request = Arc::clone(&self);
-        request
-            .request
-            .send_shared(&shared.target, Timeout::from_millis(0), self)
-            .inspect_err(|_| {
-                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            })
+    /// The hand-written loop a correct raw driver needs against a target that completes inline:
+    /// reuse, format, send (the send holds an `Arc` clone: no allocation); if the request
+    /// completed before the send returned, send again here instead of from inside the
+    /// completion routine. After `RAW_BUDGET` rounds the slot's work item takes over.
+    fn pump(self: &Arc<Self>) {
+        let mut budget = RAW_BUDGET;
+        while self.shared.running.load(Ordering::Acquire) {
+            if budget == 0 {
+                self.work_item.enqueue();
+                return;
+            }
+            budget -= 1;
+            let formatted = self.request.reuse(NtStatus::SUCCESS).and_then(|()| {
+                self.request.format_ioctl(
+                    &self.shared.target,
+                    IOCTL,
+                    false,
+                    None,
+                    Some(MemoryRange::whole(self.output.handle())),
+                )
+            });
+            if formatted.is_err() {
+                return;
+            }
+            self.phase.store(SENDING, Ordering::Release);
+            self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+            let sent = self.request.send_shared(
+                &self.shared.target,
+                Timeout::from_millis(0),
+                Arc::clone(self),
+            );
+            if sent.is_err() {
+                self.phase.store(IDLE, Ordering::Release);
+                self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            if self
+                .phase
+                .compare_exchange(SENDING, OUT, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Out at the target: its completion routine goes on.
+                return;
+            }
+            // EARLY: completed inline; loop.
+        }
     }
 }
 
 impl SharedCompletion for RawSlot {
     fn completed(self: Arc<Self>, completion: &Completion) {
-        let shared = Arc::clone(&self.shared);
         if completion.status.is_success() && completion.information == SAMPLE {
-            shared.completed.fetch_add(1, Ordering::AcqRel);
+            self.shared.completed.fetch_add(1, Ordering::AcqRel);
         }
-        if shared.running.load(Ordering::Acquire) {
-            let _ = self.send();
+        let inline = self
+            .phase
+            .compare_exchange(SENDING, EARLY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !inline {
+            self.phase.store(IDLE, Ordering::Release);
+            self.pump();
         }
-        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -213,17 +262,27 @@ impl RawLoop {
         });
         let slots: Vec<Arc<RawSlot>> = (0..REQUESTS)
             .map(|_| {
-                Arc::new(RawSlot {
-                    shared: Arc::clone(&shared),
-                    request: Request::create(Some(&shared.target), Some(rig.parent()))
-                        .expect("request"),
-                    output: Memory::create(SAMPLE, PoolType::NonPaged, Some(rig.parent()))
-                        .expect("buffer"),
+                Arc::new_cyclic(|weak: &Weak<RawSlot>| {
+                    let weak = weak.clone();
+                    RawSlot {
+                        shared: Arc::clone(&shared),
+                        request: Request::create(Some(&shared.target), Some(rig.parent()))
+                            .expect("request"),
+                        output: Memory::create(SAMPLE, PoolType::NonPaged, Some(rig.parent()))
+                            .expect("buffer"),
+                        phase: AtomicU8::new(IDLE),
+                        work_item: WorkItem::new(rig.parent(), move || {
+                            if let Some(slot) = weak.upgrade() {
+                                slot.pump();
+                            }
+                        })
+                        .expect("work item"),
+                    }
                 })
             })
             .collect();
         for slot in &slots {
-            Arc::clone(slot).send().expect("first send");
+            slot.pump();
         }
         Self { shared, slots }
     }
@@ -235,8 +294,8 @@ impl RawLoop {
             assert!(Instant::now() < deadline, "raw loop did not drain");
             std::thread::yield_now();
         }
-        // The last completion releases its clone right after decrementing; wait for the slots
-        // to be ours alone before deleting their requests.
+        // The last completion (or a loop) releases its clone right after; wait for the slots
+        // to be ours alone before deleting their requests and work items.
         for slot in self.slots {
             let mut slot = slot;
             loop {

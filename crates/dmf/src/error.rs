@@ -51,6 +51,10 @@ pub enum ConfigError {
     /// a module configured to hold no data buffers.
     #[error("data-buffer settings need a maximum number of pending data buffers > 0")]
     DataSettingsWithoutDataBuffers,
+    /// A callback of a child module's configuration was set where the parent installs its own
+    /// (the `BufferQueue` callbacks inside a `ThreadedBufferQueue` configuration).
+    #[error("the inner BufferQueue callbacks are the module's own; use the module's fields")]
+    BufferQueueCallbackSet,
     /// A module was added to a device collection but was created as a dynamic module, or was
     /// added twice.
     #[error("only static modules can be added to a device collection, once")]

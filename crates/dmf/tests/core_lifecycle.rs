@@ -1,5 +1,6 @@
 //! The module core: open options, parent/child order, PnP/power routing, failure unwinding,
 //! references and the close wait.
+#![cfg(not(windows))]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};

@@ -1,5 +1,6 @@
 //! `BufferPool` on the simulation: source/sink, look-aside, timers, enumerate, ownership errors,
 //! close, concurrency and adversarial configurations.
+#![cfg(not(windows))]
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;

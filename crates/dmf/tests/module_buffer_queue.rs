@@ -1,6 +1,7 @@
 //! `BufferQueue` on the simulation: the fetch/enqueue/dequeue/reuse cycle, head insertion,
 //! timers, enumerate, flush, the reuse-cleanup callback, foreign buffers and a producer/consumer
 //! pair of threads.
+#![cfg(not(windows))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};

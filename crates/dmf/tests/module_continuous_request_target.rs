@@ -1,6 +1,7 @@
 //! `ContinuousRequestTarget` streaming against the programmable target: data flow through the
 //! input and output callbacks, dispositions, client-owned buffers, automatic mode, D0 purge and
 //! restart, failing and vanishing targets, single requests, and stop/stop-and-wait semantics.
+#![cfg(not(windows))]
 
 mod common;
 

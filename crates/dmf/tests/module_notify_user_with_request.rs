@@ -3,6 +3,7 @@
 //! data arriving from the driver side, cancellation by the issuer, handle close, floods past
 //! the limit, bad input, D0 transitions, teardown and removal with requests parked, and
 //! allocation failures at creation.
+#![cfg(not(windows))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{

@@ -1,6 +1,7 @@
 //! `QueuedWorkItem` on the simulation: passive-level callbacks in FIFO order, enqueue from
 //! `DISPATCH_LEVEL`, status to a waiting caller, oversized blocks, exhaustion, flush releasing
 //! waiters with `STATUS_CANCELLED`, enqueue after flush/close, and concurrent enqueuers.
+#![cfg(not(windows))]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};

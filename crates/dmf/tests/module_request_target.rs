@@ -1,5 +1,6 @@
 //! `RequestTarget` against the programmable target: asynchronous sends at both completion
 //! levels, cancel tokens, timeouts, synchronous sends, target set/clear, close with requests out.
+#![cfg(not(windows))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Thread on the simulation: DMF control (pre/work/post, coalescing and latched work signals,
 //! stop winning over work, stop waiting for work in progress), client control, start/stop
 //! errors, close ending the thread, and the passive-level refusal.
+#![cfg(not(windows))]
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -71,11 +72,17 @@ fn work_signal_while_stopped_is_latched_for_the_next_start() {
         work_log.lock().unwrap().push("work");
         tx.lock().unwrap().send(()).unwrap();
     });
+    assert!(!thread.is_work_ready());
     thread.work_ready();
     thread.work_ready(); // coalesces
+    assert!(
+        thread.is_work_ready(),
+        "the signal is pending while stopped"
+    );
     thread.start().unwrap();
     rx.recv_timeout(Duration::from_secs(5))
         .expect("latched work ran after start");
+    assert!(!thread.is_work_ready(), "the thread took the signal");
     assert!(
         rx.recv_timeout(Duration::from_millis(30)).is_err(),
         "two signals before the wake ran work once"

@@ -1,6 +1,7 @@
 //! A driver written with `dmf::wdf::{driver, device, queue}`: driver entry, device add with `PnP`
 //! callbacks, a device interface, a default parallel queue and a manual queue, exercised from
 //! the user-mode side.
+#![cfg(not(windows))]
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

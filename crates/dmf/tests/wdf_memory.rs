@@ -1,5 +1,6 @@
 //! `dmf::wdf::Memory` on the simulation: allocation, bounds-checked copies, deletion on drop,
 //! fault injection and the IRQL rule for paged pool.
+#![cfg(not(windows))]
 
 use dmf::wdf::{Memory, NtStatus, PoolType};
 use wdk_sys::sim::{self, FaultPoint, Session, verifier::rules};

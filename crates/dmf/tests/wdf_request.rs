@@ -1,6 +1,7 @@
 //! `dmf::wdf::{Request, IoTarget}` against the programmable target: a reuse/format/send loop
 //! through the completion trampoline, synchronous sends with timeouts, cancel, and target
 //! state changes with requests in flight.
+#![cfg(not(windows))]
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,6 @@
 //! `dmf::wdf` locks, events and system threads on the simulation: mutual exclusion across
 //! threads, wake-ups across threads, bounded timeouts, joins and delays.
+#![cfg(not(windows))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use dmf::wdf::NtStatus;
 use dmf::wdf::event::{Event, EventKind, MAX_WAIT_EVENTS, wait_all, wait_any};
 use dmf::wdf::spin_lock::SpinLock;
-use dmf::wdf::thread::{SystemThread, delay};
+use dmf::wdf::thread::{SystemThread, current_thread_id, delay};
 use dmf::wdf::wait_lock::WaitLock;
 use wdk_sys::sim::{self, Session, verifier::rules};
 
@@ -324,6 +325,36 @@ fn system_thread_runs_at_passive_and_join_waits_for_it() {
         .expect("thread starts");
     }
     assert_eq!(done.load(Ordering::SeqCst), 1);
+    session.end();
+}
+
+#[test]
+fn thread_ids_are_stable_per_thread_and_distinct_across_threads() {
+    let session = Session::begin();
+    let mine = current_thread_id();
+    assert_ne!(mine, 0);
+    assert_eq!(current_thread_id(), mine, "stable on one thread");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let system = {
+        let seen = seen.clone();
+        SystemThread::spawn(move || {
+            let id = current_thread_id();
+            seen.lock().unwrap().extend([id, current_thread_id()]);
+            // At DISPATCH_LEVEL too.
+            seen.lock()
+                .unwrap()
+                .push(sim::at_irql(DISPATCH, current_thread_id));
+        })
+        .expect("thread starts")
+    };
+    system.join().expect("join succeeds");
+    let host = std::thread::spawn(current_thread_id).join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], seen[1], "stable on the system thread");
+    assert_eq!(seen[0], seen[2], "the same at DISPATCH_LEVEL");
+    assert_ne!(seen[0], mine, "the system thread has its own id");
+    assert_ne!(host, mine, "another host thread has its own id");
+    assert_ne!(host, seen[0]);
     session.end();
 }
 

@@ -1,4 +1,5 @@
 //! `dmf::wdf` work items, timers, collections and tracing on the simulation.
+#![cfg(not(windows))]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;

@@ -45,7 +45,15 @@ enum Answer {
     Keep,
     /// Keeps the request and marks it cancelable.
     KeepCancelable,
+    /// Waits in the callback until `RELEASE_CALLBACK` is set, then completes.
+    BlockThenComplete,
 }
+
+static IN_BLOCKING_CALLBACK: AtomicBool = AtomicBool::new(false);
+static RELEASE_CALLBACK: AtomicBool = AtomicBool::new(false);
+
+/// The target device's manual queue (no callbacks), for forwarding.
+static MANUAL_QUEUE: AtomicUsize = AtomicUsize::new(0);
 
 static ANSWER: Mutex<Answer> = Mutex::new(Answer::CompleteInline { information: 0 });
 static KEPT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
@@ -138,6 +146,16 @@ unsafe extern "C" fn on_device_control(
             }
         }
         Answer::Keep => locked(&KEPT).push(request as usize),
+        Answer::BlockThenComplete => {
+            IN_BLOCKING_CALLBACK.store(true, Ordering::SeqCst);
+            while !RELEASE_CALLBACK.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            unsafe {
+                call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS);
+            }
+            IN_BLOCKING_CALLBACK.store(false, Ordering::SeqCst);
+        }
         Answer::KeepCancelable => {
             locked(&KEPT).push(request as usize);
             let status = unsafe {
@@ -208,6 +226,26 @@ unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -
     if status < 0 {
         return status;
     }
+    let mut manual = WDF_IO_QUEUE_CONFIG {
+        Size: size_of::<WDF_IO_QUEUE_CONFIG>() as u32,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchManual,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        ..Default::default()
+    };
+    let mut queue: WDFQUEUE = core::ptr::null_mut();
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut manual,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut queue
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+    MANUAL_QUEUE.store(queue as usize, Ordering::SeqCst);
     let wide: Vec<u16> = link.encode_utf16().collect();
     let name = UNICODE_STRING {
         Length: (wide.len() * 2) as u16,
@@ -1164,5 +1202,89 @@ fn formatting_for_or_creating_against_a_closed_target_is_an_invalid_device_state
     delete(unopened.cast());
     delete(target.cast());
     rig.finish();
+    session.end();
+}
+
+/// A request whose cancel arrived while the driver owned it (not cancelable, so
+/// `WdfRequestCancelSentRequest` returned FALSE) is cancelled as soon as the driver forwards it to
+/// a queue: waiting on a queue it is cancelable again (`FxIoQueue::QueueRequestFromForward`
+/// inserts it into the cancel-safe queue, which completes an already cancelled IRP). Forwarding
+/// from the sender's own thread must process that cancel without re-entering a lock it holds.
+#[test]
+fn a_request_cancelled_while_owned_is_cancelled_when_forwarded_to_a_queue() {
+    let session = Session::begin();
+    let rig = Rig::boot("\\??\\FidelityForward", false, false);
+    let target = rig.open("\\??\\FidelityForward").unwrap();
+    *locked(&ANSWER) = Answer::Keep;
+    let request = create_request(target);
+    let log = Completions::default();
+    format_ioctl(
+        request,
+        target,
+        IOCTL_NEITHER,
+        core::ptr::null_mut(),
+        core::ptr::null_mut(),
+    );
+    set_routine(request, &log);
+    assert!(send(request, target, 0));
+    assert_eq!(
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestCancelSentRequest, request) },
+        0
+    );
+    let kept = locked(&KEPT).pop().unwrap() as WDFREQUEST;
+    let manual = MANUAL_QUEUE.load(Ordering::SeqCst) as WDFQUEUE;
+    let status =
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestForwardToIoQueue, kept, manual) };
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(log.count.load(Ordering::SeqCst), 1, "cancelled on arrival");
+    assert_eq!(log.status.load(Ordering::SeqCst), STATUS_CANCELLED);
+    delete(request.cast());
+    delete(target.cast());
+    rig.finish();
+    session.end();
+}
+
+/// `FxIoQueue::Dispose` (fxioqueue.cpp) waits until no other thread is in the queue's dispatch
+/// loop (`m_FinishDisposing`, set by `DispatchEvents` when `m_Dispatching` drops to its own
+/// level), so the queue and its context outlive every callback in progress: deleting a device
+/// while another thread is inside its queue callback waits for that callback to return. The
+/// request comes from user mode here, so nothing else (an I/O target's close) holds the removal.
+#[test]
+fn deleting_a_queue_waits_for_a_callback_running_on_another_thread() {
+    let session = Session::begin();
+    let mut rig = Rig::boot("\\??\\FidelityDispose", false, false);
+    *locked(&ANSWER) = Answer::BlockThenComplete;
+    IN_BLOCKING_CALLBACK.store(false, Ordering::SeqCst);
+    RELEASE_CALLBACK.store(false, Ordering::SeqCst);
+    let user = std::thread::spawn(|| {
+        let file = wdk_sys::sim::user::File::open("\\\\.\\FidelityDispose").expect("opens");
+        let mut output = [0u8; 0];
+        let result = file.device_io_control(IOCTL_NEITHER, &[], &mut output);
+        drop(file);
+        result
+    });
+    wait_until("the callback", || {
+        IN_BLOCKING_CALLBACK.load(Ordering::SeqCst)
+    });
+    let finished = std::sync::Arc::new(AtomicBool::new(false));
+    let device = rig.target_device.take().unwrap();
+    let removal = {
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            device.remove();
+            finished.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "the removal waits for the callback in progress"
+    );
+    RELEASE_CALLBACK.store(true, Ordering::SeqCst);
+    assert_eq!(user.join().unwrap(), Ok(0));
+    removal.join().unwrap();
+    assert!(finished.load(Ordering::SeqCst));
+    rig.host.take().unwrap().remove();
+    rig.driver.take().unwrap().unload();
     session.end();
 }

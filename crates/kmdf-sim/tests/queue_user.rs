@@ -67,9 +67,15 @@ unsafe extern "C" fn unload(_d: WDFDRIVER) {
     log("Unload");
 }
 
+/// Completes a held request that was cancelled. It holds `HELD`'s lock while it does, so a
+/// thread that takes a request off `HELD` and unmarks it under the same lock never touches a
+/// request this routine completed (the synchronisation KMDF's `WdfRequestUnmarkCancelable`
+/// documentation asks of drivers).
 unsafe extern "C" fn cancel_held(request: WDFREQUEST) {
-    HELD.lock().unwrap().retain(|r| *r != request as usize);
+    let mut held = HELD.lock().unwrap();
+    held.retain(|r| *r != request as usize);
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_CANCELLED) };
+    drop(held);
 }
 
 #[allow(clippy::too_many_lines, reason = "one handler per test IOCTL")]
@@ -521,12 +527,14 @@ fn cancel_versus_driver_completion_of_cancelable_requests() {
         let operation = file.device_io_control_overlapped(IOCTL_HOLD, &[], 0);
         wait_until(|| HELD.lock().unwrap().len() == 1);
         let completer = std::thread::spawn(move || {
-            let Some(request) = HELD.lock().unwrap().pop() else {
+            let mut held = HELD.lock().unwrap();
+            let Some(request) = held.pop() else {
                 return false;
             };
             let status = unsafe {
                 call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, request as WDFREQUEST)
             };
+            drop(held);
             if status == STATUS_SUCCESS {
                 unsafe {
                     call_unsafe_wdf_function_binding!(

@@ -28,8 +28,10 @@ pub const IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE: u32 = ctl_code(
 );
 
 /// Sets the per-sample latency: input a `u32` (native endian) of microseconds, at most
-/// [`MAX_LATENCY_MICROSECONDS`] (`STATUS_INVALID_PARAMETER` otherwise); no output. Each later
-/// read completes that long after the sensor starts it.
+/// [`MAX_LATENCY_MICROSECONDS`] (`STATUS_INVALID_PARAMETER` otherwise); no output. Later reads
+/// wait in the sensor, which takes one sample per latency period and answers them in arrival
+/// order (a read that finds none waiting completes one period after it arrived); a waiting read
+/// can be cancelled. With 0, a read that finds none waiting completes at once.
 pub const IOCTL_DMF_SAMPLE_SENSOR_SET_LATENCY: u32 = ctl_code(
     FILE_DEVICE_UNKNOWN,
     0x801,

@@ -1,5 +1,6 @@
 //! The sensor driver loaded in the simulation and driven from the user-mode side: samples in
-//! sequence, buffer checks, latency, power cycles, removal with a read pending, two sensors.
+//! sequence, buffer checks, latency (reads wait for a timer, one sample per period, and stay
+//! cancelable), power cycles with reads waiting, removal with reads pending, two sensors.
 //! (The simulation is the framework on non-Windows hosts only.)
 #![cfg(not(windows))]
 
@@ -254,4 +255,176 @@ fn each_sensor_counts_its_own_samples() {
     second.remove();
     driver.unload();
     session.end();
+}
+
+/// Waits for `count` overlapped reads and returns their samples, failing on any error.
+fn samples_of(pending: &[wdk_sys::sim::user::Overlapped]) -> Vec<SensorSample> {
+    pending
+        .iter()
+        .map(|read| {
+            assert_eq!(read.wait(WAIT), Some((STATUS_SUCCESS, SensorSample::SIZE)));
+            SensorSample::from_bytes(read.output()).expect("a whole sample")
+        })
+        .collect()
+}
+
+#[test]
+fn reads_waiting_for_the_latency_are_answered_one_per_period_in_order() {
+    let session = Session::begin();
+    let driver = Driver::load(driver_entry).expect("loads");
+    let device = driver.add_device().expect("added");
+    device.start().expect("started");
+    let file = File::open_interface(&GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR).expect("opens");
+
+    assert_eq!(set_latency(&file, 10_000), Ok(0));
+    let started = Instant::now();
+    let pending: Vec<_> = (0..5)
+        .map(|_| file.device_io_control_overlapped(IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE, &[], 32))
+        .collect();
+    // The sensor's handler returned for every read: they wait in the sensor, not in a wait.
+    assert!(pending.iter().all(|read| !read.is_complete()));
+    let samples = samples_of(&pending);
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "one sample per 10 ms"
+    );
+    assert_eq!(
+        samples.iter().map(|s| s.sequence).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5],
+        "in arrival order"
+    );
+    for pair in samples.windows(2) {
+        assert!(
+            pair[1].timestamp_100ns - pair[0].timestamp_100ns >= 100_000,
+            "a period between samples: {pair:?}"
+        );
+    }
+
+    drop(file);
+    device.remove();
+    driver.unload();
+    session.end();
+}
+
+#[test]
+fn a_cancelled_read_completes_at_once_and_takes_no_sample() {
+    let session = Session::begin();
+    let driver = Driver::load(driver_entry).expect("loads");
+    let device = driver.add_device().expect("added");
+    device.start().expect("started");
+    let file = File::open_interface(&GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR).expect("opens");
+
+    assert_eq!(set_latency(&file, MAX_LATENCY_MICROSECONDS), Ok(0));
+    let first = file.device_io_control_overlapped(IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE, &[], 32);
+    let second = file.device_io_control_overlapped(IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE, &[], 32);
+    assert_eq!(
+        first.wait(Duration::from_millis(20)),
+        None,
+        "waits for its sample"
+    );
+    let started = Instant::now();
+    assert!(second.cancel());
+    assert_eq!(
+        second.wait(WAIT),
+        Some((NtStatus::CANCELLED.raw(), 0)),
+        "the cancel completes it"
+    );
+    assert!(first.cancel());
+    assert_eq!(first.wait(WAIT), Some((NtStatus::CANCELLED.raw(), 0)));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "cancels do not wait for the period"
+    );
+    // Neither took a sample.
+    assert_eq!(set_latency(&file, 0), Ok(0));
+    assert_eq!(read_sample(&file).sequence, 1);
+
+    drop(first);
+    drop(second);
+    drop(file);
+    device.remove();
+    driver.unload();
+    session.end();
+}
+
+#[test]
+fn reads_pending_at_power_down_wait_in_low_power_then_complete_in_order() {
+    let session = Session::begin();
+    let driver = Driver::load(driver_entry).expect("loads");
+    let device = driver.add_device().expect("added");
+    device.start().expect("started");
+    let file = File::open_interface(&GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR).expect("opens");
+
+    assert_eq!(set_latency(&file, 200_000), Ok(0));
+    let pending: Vec<_> = (0..3)
+        .map(|_| file.device_io_control_overlapped(IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE, &[], 32))
+        .collect();
+    device.power_down();
+    let still_pending = pending.iter().filter(|read| !read.is_complete()).count();
+    // No sample is taken in low power: the timer is stopped.
+    std::thread::sleep(Duration::from_millis(450));
+    assert_eq!(
+        pending.iter().filter(|read| !read.is_complete()).count(),
+        still_pending,
+        "nothing completes in D3"
+    );
+    assert!(
+        still_pending >= 2,
+        "{still_pending} of 3 still waiting at power-down"
+    );
+    device.power_up().expect("powered up");
+    let samples = samples_of(&pending);
+    assert_eq!(
+        samples.iter().map(|s| s.sequence).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+
+    drop(pending);
+    drop(file);
+    device.remove();
+    driver.unload();
+    session.end();
+}
+
+#[test]
+fn removal_completes_reads_waiting_for_their_sample() {
+    for surprise in [false, true] {
+        let session = Session::begin();
+        let driver = Driver::load(driver_entry).expect("loads");
+        let device = driver.add_device().expect("added");
+        device.start().expect("started");
+        let file = File::open_interface(&GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR).expect("opens");
+
+        assert_eq!(set_latency(&file, MAX_LATENCY_MICROSECONDS), Ok(0));
+        let pending: Vec<_> = (0..3)
+            .map(|_| {
+                file.device_io_control_overlapped(IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE, &[], 32)
+            })
+            .collect();
+        assert!(pending.iter().all(|read| !read.is_complete()));
+        let started = Instant::now();
+        let surprise_removed = if surprise {
+            device.surprise_remove();
+            Some(device)
+        } else {
+            device.remove();
+            None
+        };
+        for read in &pending {
+            let (status, information) = read.wait(WAIT).expect("completed by the removal");
+            assert_eq!((status, information), (NtStatus::CANCELLED.raw(), 0));
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "no period waited"
+        );
+        drop(pending);
+        drop(file);
+        if let Some(device) = surprise_removed {
+            device.remove();
+        }
+        driver.unload();
+        // Ending the session checks that no request, timer or queue was left behind.
+        session.end();
+    }
 }

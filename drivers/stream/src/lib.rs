@@ -16,7 +16,10 @@
 //!   target is closed; the next arrival connects again.
 //! * The output callback counts samples and checks each sensor's sequence numbers: none may
 //!   come twice (completions of concurrent requests may arrive slightly reordered, which is
-//!   counted separately). It allocates nothing.
+//!   counted separately). It allocates nothing, and takes only the statistics' own spin lock:
+//!   a sensor that completes reads inline (in its queue callback, inside the stream's send)
+//!   runs it inside `io_target_set` and the module's other calls, which this driver makes
+//!   holding its `PnP` wait lock.
 //! * The device registers
 //!   [`GUID_DEVINTERFACE_DMF_SAMPLE_STREAM`](interface::GUID_DEVINTERFACE_DMF_SAMPLE_STREAM) and
 //!   answers
@@ -255,7 +258,8 @@ struct Connection {
 }
 
 /// What `PnP` callbacks and interface notifications change (under the wait lock, at
-/// `PASSIVE_LEVEL`).
+/// `PASSIVE_LEVEL`). The module's calls made under it may run the output callback inline, so
+/// that callback must never take this lock.
 struct Link {
     modules: Option<DeviceModules>,
     streamer: Option<ContinuousRequestTarget>,

@@ -329,3 +329,147 @@ fn streams_from_a_programmable_target_with_the_sensor_interface() {
     drop(target);
     session.end();
 }
+
+/// Sets the latency of every sensor driver's device through its interface.
+fn set_sensor_latency(microseconds: u32) {
+    use dmf_sample_sensor::interface as sensor;
+    for name in wdk_sys::sim::user::interfaces(&sensor::GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR) {
+        let file = File::open(&name).expect("sensor opens");
+        assert_eq!(
+            file.device_io_control(
+                sensor::IOCTL_DMF_SAMPLE_SENSOR_SET_LATENCY,
+                &microseconds.to_ne_bytes(),
+                &mut []
+            ),
+            Ok(0)
+        );
+    }
+}
+
+/// The stream against the sensor driver answering at once: the sensor completes each read in
+/// its queue callback, inside the stream's `WdfRequestSend`, so the stream's completion routine
+/// runs inline. Streaming must loop (completion nesting stays bounded), count every sample
+/// once, stop cleanly in the middle of it and leave nothing behind.
+#[test]
+fn streams_from_the_sensor_completing_inline() {
+    let session = Session::begin();
+    let rig = boot();
+    let sensor = rig.add_sensor();
+    let first = wait_for(&rig.file, "samples", |s| s.samples >= 5_000);
+    assert_eq!((first.errors, first.duplicates, first.cancelled), (0, 0, 0));
+    // Samples come from four requests whose completions may be counted on different threads,
+    // so a few may be counted out of order, but none is lost: every sample the sensor took is
+    // counted, except those whose completion is being counted right now (at most one per
+    // request).
+    assert!(first.last_sample.sequence >= first.samples);
+    assert!(
+        first.last_sample.sequence - first.samples <= dmf_sample_stream::STREAMING_REQUESTS as u64,
+        "{first:?}"
+    );
+    // The stream's power cycle in the middle of inline streaming: stopped, purged, restarted.
+    rig.stream.power_down();
+    let stopped = statistics(&rig.file);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        statistics(&rig.file).samples,
+        stopped.samples,
+        "nothing in D3"
+    );
+    rig.stream.power_up().expect("powered up");
+    let resumed = wait_for(&rig.file, "samples after power-up", |s| {
+        s.samples >= stopped.samples + 5_000
+    });
+    assert_eq!((resumed.errors, resumed.duplicates), (0, 0));
+    let depth = wdk_sys::sim::completion::high_water();
+    eprintln!(
+        "inline sensor: {} samples, {} reordered, completion nesting high-water {depth}",
+        resumed.samples, resumed.reordered
+    );
+    assert!(depth <= 2, "completion routines nested {depth} deep");
+    sensor.remove();
+    let gone = wait_for(&rig.file, "disconnect", |s| s.connected == 0);
+    assert_eq!((gone.errors, gone.duplicates), (0, 0));
+    rig.unload();
+    session.end();
+}
+
+/// The stream against the sensor driver with a latency: the sensor's timer (a DPC) answers one
+/// read per period and the stream resends from that DPC, so the sensor's queue callback runs at
+/// `DISPATCH_LEVEL` and must not wait (the verifier would report it). One timer answers them
+/// all, so the samples arrive strictly in order and none is lost; the sensor's power cycle
+/// holds the reads and resumes them; removing the sensor cancels what it holds.
+#[test]
+fn streams_from_the_sensor_with_latency() {
+    const LATENCY_US: u32 = 500;
+    let session = Session::begin();
+    let rig = boot();
+    let sensor = rig.add_sensor();
+    set_sensor_latency(LATENCY_US);
+    let start = wait_for(&rig.file, "samples", |s| s.samples >= 10);
+    let started = Instant::now();
+    let later = wait_for(&rig.file, "200 more samples", |s| {
+        s.samples >= start.samples + 200
+    });
+    assert!(
+        started.elapsed() >= Duration::from_micros(200 * u64::from(LATENCY_US)),
+        "one sample per period: 200 samples in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (
+            later.errors,
+            later.cancelled,
+            later.duplicates,
+            later.reordered
+        ),
+        (0, 0, 0, 0),
+        "{later:?}"
+    );
+    assert_eq!(
+        later.last_sample.sequence, later.samples,
+        "every sample the sensor took was counted, in order"
+    );
+    // The sensor's power cycle: the reads it holds wait, then streaming resumes in order.
+    sensor.power_down();
+    std::thread::sleep(Duration::from_millis(20));
+    let paused = statistics(&rig.file);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        statistics(&rig.file).samples,
+        paused.samples,
+        "no sample in D3"
+    );
+    sensor.power_up().expect("sensor powered up");
+    let resumed = wait_for(&rig.file, "samples after the sensor's power cycle", |s| {
+        s.samples >= paused.samples + 100
+    });
+    assert_eq!(
+        (
+            resumed.errors,
+            resumed.cancelled,
+            resumed.duplicates,
+            resumed.reordered
+        ),
+        (0, 0, 0, 0),
+        "{resumed:?}"
+    );
+    assert_eq!(resumed.last_sample.sequence, resumed.samples);
+    // Removal with every streaming request waiting in the sensor: each is cancelled, counted,
+    // and the stream ends.
+    set_sensor_latency(dmf_sample_sensor::interface::MAX_LATENCY_MICROSECONDS);
+    std::thread::sleep(Duration::from_millis(5));
+    let held = statistics(&rig.file);
+    sensor.surprise_remove();
+    let gone = wait_for(&rig.file, "disconnect", |s| s.connected == 0);
+    assert!(
+        gone.cancelled + gone.errors <= dmf_sample_stream::STREAMING_REQUESTS as u64
+            && gone.samples <= held.samples + 1,
+        "{gone:?}"
+    );
+    assert_eq!(gone.duplicates, 0);
+    sensor.remove();
+    rig.unload();
+    // Ending the session checks for verifier reports (a wait at DISPATCH_LEVEL among them) and
+    // for anything left behind.
+    session.end();
+}

@@ -169,6 +169,10 @@ mod demo {
                 println!("FAILED: {message}");
             }
         }
+        println!(
+            "completion nesting:       at most {} deep on a thread",
+            sim::completion::high_water()
+        );
         println!("verifier reports:         {}", reports.len());
         for report in &reports {
             println!("  {report:?}");

@@ -27,11 +27,32 @@
 //!
 //! # Callbacks (IRQL)
 //!
-//! With the default (dispatch-level) module, the input callback runs where the request is sent
-//! (the caller of `start`, or the completion routine at `DISPATCH_LEVEL`) and the output
-//! callback in the completion routine at `DISPATCH_LEVEL`. With the passive-level option both
-//! run at `PASSIVE_LEVEL` on a work item (and `start` must be called at `PASSIVE_LEVEL`). Single
-//! send completions run as chosen per call ([`CompletionOption`]).
+//! With the default (dispatch-level) module both callbacks run at `IRQL <= DISPATCH_LEVEL`,
+//! wherever the stream is at that moment: the input callback where the request is sent, the
+//! output callback where its completion is processed. That is the completion routine, in the
+//! context that completed the request and at its IRQL (KMDF raises nothing: a DPC at
+//! `DISPATCH_LEVEL`, a passive thread at `PASSIVE_LEVEL`); or a sending loop of this module
+//! (the caller of `start`, or an earlier completion routine), for a completion that arrived
+//! while one of its sends was in progress; or the module's work item at `PASSIVE_LEVEL` when a
+//! loop handed over (see below). With the passive-level option both run at `PASSIVE_LEVEL`: a
+//! completion that arrives above it is processed on the work item (and `start` must be called
+//! at `PASSIVE_LEVEL`). Single send completions run as chosen per call ([`CompletionOption`]).
+//! Do not hold a lock around `start`, `stop` or `io_target_set` that the output callback
+//! takes: with a target that completes inline, the callback runs inside them.
+//!
+//! # Targets that complete inline
+//!
+//! In KMDF a request sent to a local device's queue is presented in the sender's thread, and
+//! a queue callback that completes it at once runs the completion routine before
+//! `WdfRequestSend` returns (a sequential queue may also complete, there, another request it
+//! was holding). A resend from inside that completion routine would nest one level deeper per
+//! request until the kernel stack overflows. This module never processes a completion inside
+//! one of its sends: such a completion only records itself, and the sending code, once its
+//! send returned, processes it and sends again, in a loop. Completion routines of the module
+//! nest at most two deep on a thread (one running a loop, the inline one inside its send). A
+//! loop processes at most a few dozen completions, then hands the rest to the module's work
+//! item, which goes on the same way and re-queues itself, so a target that always completes
+//! inline holds neither the caller of `start` nor a DPC for ever.
 //!
 //! # Methods and IRQL
 //!
@@ -118,6 +139,8 @@
 //!   buffer (DMF always attaches the whole buffer).
 //! * `CancelAndResendRequestInD0Callbacks` and the reuse methods of current DMF are not
 //!   provided; passive-level stream completions never get lost (their queue is preallocated).
+//! * A target that completes inline does not make the stream recurse (see above); DMF resends
+//!   from its completion routine, one stack level deeper per request.
 
 #[path = "continuous_request_target/stream.rs"]
 mod stream;

@@ -9,6 +9,7 @@
 //! | [`queued_work_item`] | run a callback at passive level once per enqueue, with a copied parameter block |
 //! | [`request_target`] | single requests to an I/O target: asynchronous with a completion callback and cancel token, or synchronous |
 //! | [`thread`] | a dedicated system thread with start/stop and work-ready signalling |
+//! | [`threaded_buffer_queue`] | a buffer queue drained by its own thread, one work callback per buffer; callers may wait for the work's status |
 
 pub mod buffer_pool;
 pub mod buffer_queue;
@@ -17,6 +18,7 @@ pub mod notify_user_with_request;
 pub mod queued_work_item;
 pub mod request_target;
 pub mod thread;
+pub mod threaded_buffer_queue;
 
 pub use buffer_pool::{
     BufferPool, BufferPoolConfig, BufferPoolMode, EnumerationDisposition, PoolBuffer, PutError,
@@ -28,3 +30,4 @@ pub use notify_user_with_request::{
 };
 pub use queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemConfig};
 pub use thread::{Thread, ThreadConfig, ThreadContext, ThreadControl};
+pub use threaded_buffer_queue::{ThreadedBufferQueue, ThreadedBufferQueueConfig};

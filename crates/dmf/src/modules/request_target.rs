@@ -17,9 +17,12 @@
 //!
 //! [`SendCompletion`]: called once per asynchronous send with a [`SendResult`]: for a read, the
 //! output holds the bytes read; for a write, the input holds the bytes written; for an IOCTL the
-//! input is the whole input buffer and the output the bytes returned. It runs at
-//! `DISPATCH_LEVEL` on a framework thread ([`CompletionOption::Dispatch`]) or at
-//! `PASSIVE_LEVEL` on a work item ([`CompletionOption::Passive`]).
+//! input is the whole input buffer and the output the bytes returned. With
+//! [`CompletionOption::Dispatch`] it runs in the completion routine, in the context that
+//! completed the request and at its IRQL (`<= DISPATCH_LEVEL`): for a target that completes
+//! inline (a local device's queue callback), in the sender's thread before `send` returns, so
+//! do not hold a lock across `send` that the callback takes. With
+//! [`CompletionOption::Passive`] it runs at `PASSIVE_LEVEL` on a work item.
 //!
 //! # Methods and IRQL
 //!
@@ -115,7 +118,8 @@ pub enum RequestType {
 /// (DMF's `ContinuousRequestTarget_CompletionOptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CompletionOption {
-    /// In the completion routine, at `DISPATCH_LEVEL` (DMF's `Default`/`Dispatch`).
+    /// In the completion routine, at the completing context's IRQL (`<= DISPATCH_LEVEL`;
+    /// DMF's `Default`/`Dispatch`).
     #[default]
     Dispatch,
     /// On a work item, at `PASSIVE_LEVEL`.

@@ -28,6 +28,7 @@
 //! | [`start`](ThreadNode::start) | `PASSIVE_LEVEL` | `STATUS_INVALID_DEVICE_STATE` if already started or the module is not open |
 //! | [`stop`](ThreadNode::stop) | `PASSIVE_LEVEL`, not from the thread | waits until the thread is back in its idle loop; no-op if stopped |
 //! | [`work_ready`](ThreadNode::work_ready) | `<= DISPATCH_LEVEL` | |
+//! | [`is_work_ready`](ThreadNode::is_work_ready) | `<= DISPATCH_LEVEL` | a work signal is pending (not yet taken by the thread) |
 //! | [`is_stop_pending`](ThreadNode::is_stop_pending) | any | |
 //!
 //! The module cannot be created with the passive-level option (its descriptor is DISPATCH only):
@@ -266,6 +267,15 @@ impl ThreadNode {
     #[must_use]
     pub fn is_stop_pending(&self) -> bool {
         self.context.is_stop_pending()
+    }
+
+    /// Whether a work signal is pending: the thread has not yet woken for the last
+    /// [`work_ready`](Self::work_ready), so `work` will run (again) without another signal.
+    /// A client whose `work` reads its queue under a lock can skip signalling while this is
+    /// true: the thread's wake-up happens before `work` takes that lock. `IRQL <= DISPATCH_LEVEL`.
+    #[must_use]
+    pub fn is_work_ready(&self) -> bool {
+        self.context.work.is_set()
     }
 
     /// Whether the loop is stopped (or was never started).

@@ -5,7 +5,7 @@
 //! cannot outlive its completion.
 
 use wdk_sys::{
-    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_REQUEST_TYPE, _WDF_TRI_STATE,
+    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_IO_QUEUE_STATE, _WDF_REQUEST_TYPE, _WDF_TRI_STATE,
     PFN_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE, PFN_WDF_IO_QUEUE_IO_DEFAULT,
     PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL, PFN_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL,
     PFN_WDF_IO_QUEUE_IO_READ, PFN_WDF_IO_QUEUE_IO_WRITE, PFN_WDF_REQUEST_CANCEL, PVOID, ULONG_PTR,
@@ -194,6 +194,29 @@ impl Queue {
         Ok(QueueRequest(request))
     }
 
+    /// `WdfIoQueueGetState`: how many requests wait on the queue and how many it presented
+    /// that the driver still owns. Callable at `IRQL <= DISPATCH_LEVEL`.
+    #[must_use]
+    pub fn status(self) -> QueueStatus {
+        let mut queued: u32 = 0;
+        let mut driver_owned: u32 = 0;
+        // SAFETY: a valid queue and valid out pointers.
+        let state = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfIoQueueGetState,
+                self.0,
+                &raw mut queued,
+                &raw mut driver_owned
+            )
+        };
+        QueueStatus {
+            queued: queued as usize,
+            driver_owned: driver_owned as usize,
+            accepting: state & _WDF_IO_QUEUE_STATE::WdfIoQueueAcceptRequests != 0,
+            dispatching: state & _WDF_IO_QUEUE_STATE::WdfIoQueueDispatchRequests != 0,
+        }
+    }
+
     /// `WdfIoQueueStart`.
     pub fn start(self) {
         // SAFETY: a valid queue.
@@ -239,6 +262,19 @@ impl Drop for OwnedQueue {
         // SAFETY: `self` owns the live queue handle; it is deleted exactly once, here.
         unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, self.0.handle().cast()) };
     }
+}
+
+/// A queue's state (`WdfIoQueueGetState`), a snapshot that may change as soon as it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// Requests waiting on the queue.
+    pub queued: usize,
+    /// Requests the queue presented (or the driver retrieved) that the driver still owns.
+    pub driver_owned: usize,
+    /// The queue accepts new requests.
+    pub accepting: bool,
+    /// The queue presents requests (for a manual queue: may be retrieved from).
+    pub dispatching: bool,
 }
 
 /// What a presented request asks for (`WdfRequestGetParameters`).

@@ -2,8 +2,15 @@
 //!
 //! Completion reaches Rust through one trampoline, [`completion_trampoline`], monomorphized per
 //! handler type: the handler is registered as a pointer that outlives the send (no allocation
-//! per send), and is called at `DISPATCH_LEVEL` on a framework thread with the request's
-//! completion parameters.
+//! per send), and is called with the request's completion parameters.
+//!
+//! A completion routine runs in the context that completed the request, at its IRQL
+//! (`<= DISPATCH_LEVEL`; KMDF raises nothing): a DPC, a work item, or, when the target completes
+//! the request inside its dispatch (a local device's queue callback that completes at once),
+//! the sender's own thread, *before* `WdfRequestSend` returns. A handler that sends again from
+//! inside itself must not recurse into a target that completes inline: record the completion
+//! and let the sending code loop (see `ContinuousRequestTarget`). Never hold a lock across a
+//! send that the completion routine takes too.
 
 use wdk_sys::{
     _WDF_REQUEST_SEND_OPTIONS_FLAGS as SEND, _WDF_REQUEST_TYPE, NTSTATUS,
@@ -130,7 +137,7 @@ impl Completion {
 
 /// Receives the completion of requests sent with [`Request::set_completion`].
 pub trait RequestCompletion: Sync {
-    /// Called once per completed send, at `DISPATCH_LEVEL` on a framework thread.
+    /// Called once per completed send, in the completing context (see the module docs).
     fn request_completed(&self, request: WDFREQUEST, target: WDFIOTARGET, completion: &Completion);
 }
 
@@ -158,14 +165,14 @@ pub unsafe extern "C" fn completion_trampoline<C: RequestCompletion>(
 /// A completion handler that owns its state and is handed back by value when the send
 /// completes ([`Request::send_boxed`]): one allocation made by the caller, no lifetime rules.
 pub trait BoxedCompletion: Send + 'static {
-    /// Called once, at `DISPATCH_LEVEL` on a framework thread, when the send completes.
+    /// Called once, in the completing context (see the module docs), when the send completes.
     fn completed(self: Box<Self>, completion: &Completion);
 }
 
 /// A shared completion handler ([`Request::send_shared`]): each send holds one `Arc` clone,
 /// released after the handler ran (no allocation per send).
 pub trait SharedCompletion: Send + Sync + 'static {
-    /// Called once, at `DISPATCH_LEVEL` on a framework thread, when the send completes.
+    /// Called once, in the completing context (see the module docs), when the send completes.
     fn completed(self: Arc<Self>, completion: &Completion);
 }
 

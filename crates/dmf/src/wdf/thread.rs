@@ -1,4 +1,4 @@
-//! Kernel system threads running Rust closures, and a delay helper.
+//! Kernel system threads running Rust closures, the calling thread's id, and a delay helper.
 
 use alloc::boxed::Box;
 use core::time::Duration;
@@ -121,6 +121,15 @@ impl Drop for SystemThread {
     fn drop(&mut self) {
         let _ = self.join_inner();
     }
+}
+
+/// The calling thread's id (`PsGetCurrentThreadId`), e.g. to tell whether code runs on a
+/// thread the module owns. Distinct for every live thread; callable at any IRQL.
+#[must_use]
+pub fn current_thread_id() -> usize {
+    // SAFETY: PsGetCurrentThreadId has no preconditions and only reads the current thread.
+    let id = unsafe { ntddk::PsGetCurrentThreadId() };
+    id as usize
 }
 
 /// Puts the calling thread to sleep for `duration` (`KeDelayExecutionThread`, relative

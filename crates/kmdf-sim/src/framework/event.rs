@@ -158,6 +158,12 @@ pub(crate) fn check_wait_irql(timeout: Option<i64>, api: &str) -> bool {
     false
 }
 
+/// The most objects one wait takes (`MAXIMUM_WAIT_OBJECTS`).
+const MAX_OBJECTS: usize = crate::constants::MAXIMUM_WAIT_OBJECTS as usize;
+
+/// Stands in for unused entries of a wait's fixed-size object list.
+static UNUSED: AtomicU64 = AtomicU64::new(0);
+
 /// Why a wait did not wait.
 enum Invalid {
     Uninitialized(usize),
@@ -170,17 +176,19 @@ fn wait_on(
     deadline: Option<Instant>,
 ) -> Result<i32, Invalid> {
     let mut guard = dispatcher();
+    // A kernel wait uses the thread's own wait blocks; no heap here either.
+    let mut all = [(Kind::Notification, false); MAX_OBJECTS];
+    let states = &mut all[..words.len().min(MAX_OBJECTS)];
     loop {
-        let mut states = Vec::with_capacity(words.len());
-        for (index, word) in words.iter().enumerate() {
+        for (index, (word, state)) in words.iter().zip(states.iter_mut()).enumerate() {
             match decode(word.load(Ordering::SeqCst)) {
                 Some((Kind::DeadThread, _)) | None => return Err(Invalid::Uninitialized(index)),
-                Some(state) => states.push(state),
+                Some(decoded) => *state = decoded,
             }
         }
         if wait_all {
             if states.iter().all(|&(_, signaled)| signaled) {
-                for (word, &(kind, _)) in words.iter().zip(&states) {
+                for (word, &(kind, _)) in words.iter().zip(states.iter()) {
                     consume(word, kind);
                 }
                 return Ok(crate::constants::STATUS_SUCCESS);
@@ -417,8 +425,12 @@ pub mod kernel {
         if !check_wait_irql(timeout, api) {
             return STATUS_INVALID_DEVICE_REQUEST;
         }
-        let mut words = Vec::with_capacity(objects.len());
-        for &object in objects.iter() {
+        let mut all: [&core::sync::atomic::AtomicU64; super::MAX_OBJECTS] =
+            [&super::UNUSED; super::MAX_OBJECTS];
+        let Some(words) = all.get_mut(..objects.len()) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        for (slot, &object) in words.iter_mut().zip(objects.iter()) {
             if object.is_null() {
                 verifier::report(
                     rules::INVALID_ARGUMENT,
@@ -432,9 +444,9 @@ pub mod kernel {
             if check_initialized(word, object.cast_const(), api).is_none() {
                 return STATUS_INVALID_PARAMETER;
             }
-            words.push(word);
+            *slot = word;
         }
-        match super::wait_on(&words, wait_all, deadline(timeout)) {
+        match super::wait_on(words, wait_all, deadline(timeout)) {
             Ok(status) => status,
             Err(Invalid::Uninitialized(index)) => {
                 verifier::report(

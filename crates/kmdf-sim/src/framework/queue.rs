@@ -77,9 +77,30 @@ pub(crate) struct Queue {
 
 impl Payload for Queue {
     fn dispose(&self, handle: usize) {
-        // A deleted queue fails what waits on it.
+        // A deleted queue fails what waits on it, then waits for callbacks other threads are
+        // running in its presentation loop: KMDF's `FxIoQueue::Dispose` waits for
+        // `m_FinishDisposing`, which the loop sets once no other dispatcher is left
+        // (`FxIoQueue::DispatchEvents`, fxioqueue.cpp). Its context, which the callbacks use,
+        // is freed only afterwards.
         purge(handle, self);
+        let mine =
+            PRESENTING_HERE.with(|here| here.borrow().iter().filter(|q| **q == handle).count());
+        let mut inner = lock(&self.inner);
+        while inner.presenting as usize > mine {
+            inner = self
+                .changed
+                .wait(inner)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
+}
+
+thread_local! {
+    /// Queues whose presentation loop the calling thread is in (innermost last), so a queue
+    /// deleted from inside its own callback does not wait for itself.
+    static PRESENTING_HERE: core::cell::RefCell<Vec<usize>> = const {
+        core::cell::RefCell::new(Vec::new())
+    };
 }
 
 /// A device's queue table.
@@ -175,6 +196,7 @@ fn pump(handle: usize, origin: Origin) {
         }
         inner.presenting += 1;
     }
+    PRESENTING_HERE.with(|here| here.borrow_mut().push(handle));
     loop {
         let next = {
             let mut inner = lock(&q.inner);
@@ -185,6 +207,9 @@ fn pump(handle: usize, origin: Origin) {
             next
         };
         let Some(next) = next else {
+            PRESENTING_HERE.with(|here| here.borrow_mut().pop());
+            // A dispose may wait for this loop to end.
+            q.changed.notify_all();
             return;
         };
         present(handle, q, &next);
@@ -1353,7 +1378,10 @@ unsafe extern "C" fn wdf_request_forward_to_io_queue(
     release_ownership(source);
     // Waiting on the destination, the request is cancelable again (and a cancel that arrived
     // while the driver owned it is processed now).
-    if let Some(irp) = lock(&req.state).incoming.clone() {
+    // (The state lock must be released first: a cancel that already arrived is processed
+    // right away, and takes it.)
+    let incoming = lock(&req.state).incoming.clone();
+    if let Some(irp) = incoming {
         arm_cancel(object.handle, &irp);
     }
     pump(destination.handle, Origin::NewRequest);

@@ -1,5 +1,6 @@
 //! System threads and their kernel handles: `PsCreateSystemThread`, `ObReferenceObjectByHandle`,
-//! `ObfDereferenceObject`, `ZwClose`, `PsTerminateSystemThread`, `KeDelayExecutionThread`.
+//! `ObfDereferenceObject`, `ZwClose`, `PsTerminateSystemThread`, `KeDelayExecutionThread`,
+//! `PsGetCurrentThreadId`.
 //!
 //! A system thread runs its start routine on a new host thread at `PASSIVE_LEVEL`. Its thread
 //! object begins with a dispatcher header (see `event`) that becomes signaled when the start
@@ -18,7 +19,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use super::event::{self, Kind};
@@ -66,6 +67,24 @@ fn registry() -> MutexGuard<'static, Registry> {
 thread_local! {
     /// The system thread object of the calling host thread, if it is one.
     static CURRENT: Cell<usize> = const { Cell::new(0) };
+    /// The calling host thread's id as `PsGetCurrentThreadId` reports it (0: not assigned yet).
+    static THREAD_ID: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Ids for host threads that are not system threads (test threads, framework workers): far
+/// above the ids of system threads, so the two never meet.
+static NEXT_HOST_THREAD_ID: AtomicUsize = AtomicUsize::new(1 << 24);
+
+/// The id of the calling thread: a system thread's `UniqueThread` (its number times 4, as
+/// `PsCreateSystemThread` reports in `ClientId`), or a stable id of its own for any other
+/// thread.
+fn current_thread_id() -> usize {
+    THREAD_ID.with(|id| {
+        if id.get() == 0 {
+            id.set(NEXT_HOST_THREAD_ID.fetch_add(1, Ordering::Relaxed) * 4);
+        }
+        id.get()
+    })
 }
 
 /// Kernel handles have the top bit set (`OBJ_KERNEL_HANDLE`); the low two bits are always clear.
@@ -138,8 +157,14 @@ pub(crate) fn check_leaks() {
 
 /// The system thread's body: runs the start routine at `PASSIVE_LEVEL`, then signals the object
 /// and drops the thread's own reference.
-fn run(address: usize, routine: unsafe extern "C" fn(crate::types::PVOID), context: usize) {
+fn run(
+    address: usize,
+    id: u64,
+    routine: unsafe extern "C" fn(crate::types::PVOID),
+    context: usize,
+) {
     CURRENT.with(|current| current.set(address));
+    THREAD_ID.with(|thread_id| thread_id.set(id as usize * 4));
     super::irql::set(super::irql::PASSIVE);
     super::irql::run_callback(super::irql::PASSIVE, "system thread start routine", || {
         // SAFETY: the driver handed this routine and context to PsCreateSystemThread.
@@ -248,7 +273,7 @@ pub mod kernel {
         let context = StartContext as usize;
         let spawned = std::thread::Builder::new()
             .name(format!("kmdf-sim-system-thread-{id}"))
-            .spawn(move || super::run(address, routine, context));
+            .spawn(move || super::run(address, id, routine, context));
         if spawned.is_err() {
             let mut registry = super::registry();
             registry.handles.remove(&handle);
@@ -381,6 +406,14 @@ pub mod kernel {
             return STATUS_INVALID_DEVICE_REQUEST;
         }
         STATUS_SUCCESS
+    }
+
+    /// The calling thread's id. A system thread's is the `UniqueThread` value
+    /// `PsCreateSystemThread` returned in its `ClientId`; every other thread has a distinct,
+    /// stable id of its own. Any IRQL.
+    #[must_use]
+    pub unsafe extern "C" fn PsGetCurrentThreadId() -> HANDLE {
+        super::current_thread_id() as HANDLE
     }
 
     /// Puts the calling thread to sleep for a relative (negative, 100 ns units) or until an

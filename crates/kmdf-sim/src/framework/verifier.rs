@@ -95,8 +95,8 @@ impl core::fmt::Display for Report {
 
 static REPORTS: Mutex<Vec<Report>> = Mutex::new(Vec::new());
 
-/// Records a broken rule. With `KMDF_SIM_VERIFIER=abort` the process stops at once, like a
-/// bugcheck, which keeps the offending stack for a debugger.
+/// Records a broken rule. With `KMDF_SIM_VERIFIER=abort` the process prints the offending stack
+/// and stops at once, like a bugcheck (a debugger attached keeps the stack too).
 pub(crate) fn report(rule: &'static str, object: impl core::fmt::Display, message: String) {
     let report = Report {
         rule,
@@ -105,6 +105,7 @@ pub(crate) fn report(rule: &'static str, object: impl core::fmt::Display, messag
     };
     eprintln!("kmdf-sim verifier: {report}");
     if std::env::var("KMDF_SIM_VERIFIER").is_ok_and(|v| v == "abort") {
+        eprintln!("{}", std::backtrace::Backtrace::force_capture());
         std::process::abort();
     }
     REPORTS

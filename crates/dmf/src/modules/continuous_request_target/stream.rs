@@ -4,17 +4,62 @@
 //! Each slot has a phase, changed under the state lock:
 //!
 //! ```text
-//! Idle --start/resend--> Sending --sent--> InFlight --completed--> Completing --+--> Sending (resend)
-//!   ^                                                                          |
-//!   +------------------------------ stream ends -------------------------------+
+//! Idle --start--> Sending --send returned--> InFlight --completed--> Completing --resend--> Sending
+//!   ^                |                                                ^    |
+//!   |                +------- completed before the send returned -----+    |
+//!   +------------------------------- stream ends --------------------------+
 //! ```
 //!
-//! A stop marks the module stopping, cancels every `InFlight` request and asks every `Sending`
-//! one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals `ended`.
+//! # Inline completion: a loop, not recursion
+//!
+//! A target may complete a request before `WdfRequestSend` returns: KMDF presents a request to a
+//! local device's queue in the sender's thread, and a queue callback that completes it at once
+//! runs the sender's completion routine right there (a sequential queue may also present, and
+//! complete, *another* request it was holding). A completion routine that resent from inside
+//! itself would nest one level deeper per request until the kernel stack overflows. So no
+//! completion is processed inside a send of this module:
+//!
+//! * a completion that finds its own slot still `Sending` (its send has not returned yet, on
+//!   this thread or another one) only records itself in the slot (`early`);
+//! * a completion of another slot that arrives while any send of this module is in progress
+//!   (`in_send`) goes to the `ready` list;
+//!
+//! and returns. Every sender, in the section where its send has returned, moves its own early
+//! completion to the back of `ready` and takes the oldest listed completion to process next: the
+//! sending code is a loop that goes on while there is work. Whoever is mid-send when a completion
+//! is listed looks at the list afterwards, and a loop ends only having found it empty (or having
+//! handed it to the work item), so no completion is left behind. On one thread, completion
+//! routines of this module nest at most two deep: the one whose loop sends, and the one inside
+//! that send.
+//!
+//! A loop processes at most [`LOOP_BUDGET`] completions, then leaves the list to the module's
+//! work item (which loops the same way and queues itself again), so a target that always
+//! completes inline holds no thread for ever: not the caller of `start`, not a DPC.
+//!
+//! Per streamed request, a loop takes the state lock three times: in the completion routine, to
+//! commit the resend, and after the send returned (where it also takes the next completion's
+//! buffers and reference).
+//!
+//! # References and lifetime
+//!
+//! Every send holds a module reference, kept in its slot from just before `WdfRequestSend`
+//! until its completion is taken for processing; the loop then hands it on to the next send of
+//! the slot, or releases it in the very lock section that ends the stream. While a slot is
+//! `Sending` nothing but its sender releases that reference (an early completion leaves it in
+//! the slot), and a listed completion is taken by exactly one loop. So the state of a slot is
+//! only touched while the reference of its current send is held, or in the section that
+//! releases it: close, which waits for every reference, never clears the slots under a running
+//! send.
+//!
+//! A stop marks the module stopping (a resend that has not filled its input yet then ends its
+//! stream; one that has is sent and cancelled), cancels every `InFlight` request and asks every
+//! `Sending` one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals
+//! `ended`.
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{WDFIOTARGET, WDFOBJECT};
@@ -27,9 +72,14 @@ use crate::modules::request_target::single::NO_TARGET;
 use crate::wdf::NtStatus;
 use crate::wdf::event::{Event, EventKind};
 use crate::wdf::io_target::IoTarget;
+use crate::wdf::irql;
 use crate::wdf::request::{Completion, MemoryRange, Request, SharedCompletion, Timeout};
 use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::work_item::WorkItem;
+
+/// Completions one loop (a completion routine, `start`, one run of the work item) processes
+/// before it leaves the rest to the work item.
+pub(crate) const LOOP_BUDGET: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -51,6 +101,9 @@ struct SlotState {
     stream_start: u64,
     /// A stop's cancel may have hit the send with this seq (0: none).
     suspect_seq: u64,
+    /// The completion of the current send, when it came before the send returned: the sender
+    /// lists it.
+    early: Option<Completion>,
     input: Option<PoolBuffer>,
     output: Option<PoolBuffer>,
     reference: Option<HeldReference>,
@@ -63,6 +116,22 @@ pub(crate) struct StreamSlot {
     shared: Weak<StreamShared>,
 }
 
+/// A completed send waiting for a loop: the slot (`Completing`) and its completion.
+type Listed = (Arc<StreamSlot>, Completion);
+
+/// A completed send a loop took: what the slot held, and the module's state then.
+struct Job {
+    slot: Arc<StreamSlot>,
+    completion: Completion,
+    input: Option<PoolBuffer>,
+    output: Option<PoolBuffer>,
+    reference: Option<HeldReference>,
+    /// A stop's cancel may have hit this send although it was meant for an earlier one.
+    suspect: bool,
+    stopping: bool,
+    target: Option<usize>,
+}
+
 struct StreamState {
     target: Option<usize>,
     stopping: bool,
@@ -70,12 +139,64 @@ struct StreamState {
     start_count: u64,
     slots: Vec<SlotState>,
     requests: Vec<Arc<StreamSlot>>,
-    passive_queue: VecDeque<(Arc<StreamSlot>, Completion)>,
+    /// Completions waiting for a loop: listed while a send was in progress, moved here by
+    /// their sender, or left for the work item (a passive-level module's above
+    /// `PASSIVE_LEVEL`, or those of a loop that spent its budget). Room for every slot is
+    /// reserved at open; a slot is in it at most once (it stays `Completing` until taken).
+    ready: VecDeque<Listed>,
+    /// Sends in progress: from committing a send to the section after `WdfRequestSend`
+    /// returned.
+    in_send: usize,
     work_item: Option<WorkItem>,
     /// Streaming was on when `D0Exit` stopped it.
     resume_in_d0: bool,
     /// `D0Exit` purged the target.
     purged: bool,
+}
+
+impl StreamState {
+    /// Takes a completed slot's buffers and reference for a loop.
+    fn take(&mut self, (slot, completion): Listed) -> Job {
+        let (stopping, target) = (self.stopping, self.target);
+        let mut job = Job {
+            slot,
+            completion,
+            input: None,
+            output: None,
+            reference: None,
+            suspect: false,
+            stopping: true,
+            target: None,
+        };
+        if let Some(s) = self.slots.get_mut(job.slot.index) {
+            s.cancel_pending = false;
+            job.suspect = s.suspect_seq == s.seq;
+            s.suspect_seq = 0;
+            job.input = s.input.take();
+            job.output = s.output.take();
+            job.reference = s.reference.take();
+            job.stopping = stopping;
+            job.target = target;
+        }
+        job
+    }
+
+    /// The oldest listed completion for a loop that may process one; otherwise the list is left
+    /// to the work item.
+    fn next_job(&mut self, may_process: bool) -> Option<Job> {
+        if !may_process {
+            if !self.ready.is_empty()
+                && let Some(item) = &self.work_item
+            {
+                // Enqueued under the lock: close cannot delete the item meanwhile (and the
+                // listed slots' references keep close waiting until the item took them).
+                item.enqueue();
+            }
+            return None;
+        }
+        let listed = self.ready.pop_front()?;
+        Some(self.take(listed))
+    }
 }
 
 /// What the streaming side of a `ContinuousRequestTarget` shares with its completions.
@@ -92,6 +213,9 @@ pub(crate) struct StreamShared {
     input_callback: Option<BufferInputCallback>,
     output_callback: Option<BufferOutputCallback>,
     ended: Event,
+    /// `stopping`, readable without the lock (written with it): a resend looks at it before it
+    /// fills an input buffer.
+    stopping_hint: AtomicBool,
 }
 
 /// Settings of the streaming side, taken from the module's configuration.
@@ -111,16 +235,7 @@ impl SharedCompletion for StreamSlot {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        if shared.passive {
-            let mut state = shared.state.lock();
-            // Room for every slot was reserved at open: this never allocates.
-            state.passive_queue.push_back((self, *completion));
-            if let Some(item) = &state.work_item {
-                item.enqueue();
-            }
-            return;
-        }
-        shared.process(&self, completion);
+        shared.completed(self, *completion);
     }
 }
 
@@ -138,7 +253,8 @@ impl StreamShared {
                 start_count: 0,
                 slots: Vec::new(),
                 requests: Vec::new(),
-                passive_queue: VecDeque::new(),
+                ready: VecDeque::new(),
+                in_send: 0,
                 work_item: None,
                 resume_in_d0: false,
                 purged: false,
@@ -154,19 +270,22 @@ impl StreamShared {
             input_callback: settings.input_callback,
             output_callback: settings.output_callback,
             ended: Event::new(EventKind::Notification, false),
+            stopping_hint: AtomicBool::new(true),
         }))
     }
 
-    /// Open: creates the N requests (and the passive-level work item). Nothing is kept on
-    /// failure.
+    /// Open: creates the N requests and the work item. Nothing is kept on failure.
     pub(crate) fn open(self: &Arc<Self>) -> Result<(), NtStatus> {
         let mut requests = Vec::new();
         let mut slots = Vec::new();
-        let mut queue = VecDeque::new();
+        let mut ready = VecDeque::new();
         requests
             .try_reserve_exact(self.count)
             .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         slots
+            .try_reserve_exact(self.count)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        ready
             .try_reserve_exact(self.count)
             .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         for index in 0..self.count {
@@ -183,54 +302,66 @@ impl StreamShared {
                 reserved: false,
                 stream_start: 0,
                 suspect_seq: 0,
+                early: None,
                 input: None,
                 output: None,
                 reference: None,
             });
         }
-        let work_item = if self.passive {
-            queue
-                .try_reserve_exact(self.count)
-                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-            let weak = Arc::downgrade(self);
-            Some(WorkItem::new(self.parent as WDFOBJECT, move || {
-                if let Some(shared) = weak.upgrade() {
-                    shared.drain_passive();
-                }
-            })?)
-        } else {
-            None
-        };
+        let weak = Arc::downgrade(self);
+        let work_item = WorkItem::new(self.parent as WDFOBJECT, move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.drain();
+            }
+        })?;
         let mut state = self.state.lock();
         state.requests = requests;
         state.slots = slots;
-        state.passive_queue = queue;
-        state.work_item = work_item;
+        state.ready = ready;
+        state.in_send = 0;
+        state.work_item = Some(work_item);
         state.stopping = true;
+        self.stopping_hint.store(true, Ordering::Release);
         state.live = 0;
         Ok(())
     }
 
-    /// Close: every stream has ended (each send held a module reference). Deletes the requests
-    /// and the work item.
+    /// Close: every stream has ended (each send held a module reference, and the last one was
+    /// released in the section that ended its stream). Deletes the requests and the work item.
     pub(crate) fn close(&self) {
-        let (requests, item) = {
+        let (requests, item, ready) = {
             let mut state = self.state.lock();
             state.target = None;
             state.slots.clear();
-            (core::mem::take(&mut state.requests), state.work_item.take())
+            (
+                core::mem::take(&mut state.requests),
+                state.work_item.take(),
+                core::mem::take(&mut state.ready),
+            )
         };
+        debug_assert!(ready.is_empty(), "a listed completion holds a reference");
+        drop(ready);
         drop(requests);
         drop(item);
     }
 
-    fn drain_passive(&self) {
+    /// Whether a loop with `budget` left may process a completion here (a passive-level module
+    /// processes them at `PASSIVE_LEVEL` only).
+    fn may_process(&self, budget: usize) -> bool {
+        budget > 0 && (!self.passive || irql::current() == irql::PASSIVE_LEVEL)
+    }
+
+    /// The work item: processes listed completions within one budget, then queues itself again
+    /// if some are left.
+    fn drain(&self) {
+        let mut budget = LOOP_BUDGET;
         loop {
-            let next = self.state.lock().passive_queue.pop_front();
-            let Some((slot, completion)) = next else {
+            let may = self.may_process(budget);
+            let job = self.state.lock().next_job(may);
+            if job.is_none() {
                 return;
-            };
-            self.process(&slot, &completion);
+            }
+            self.run(job, &mut budget);
         }
     }
 
@@ -255,39 +386,85 @@ impl StreamShared {
         self.state.lock().live
     }
 
-    fn end_stream(&self, index: usize) {
+    /// Ends the stream of slot `index`. The send's reference (if any) is released in the same
+    /// lock section, so whoever sees the slot idle sees the reference gone, and nothing touches
+    /// the slot once close could run.
+    fn end_stream(&self, index: usize, reference: Option<HeldReference>) {
         {
             let mut state = self.state.lock();
             if let Some(slot) = state.slots.get_mut(index) {
                 slot.phase = Phase::Idle;
+                slot.early = None;
             }
-            state.live -= 1;
+            state.live = state.live.saturating_sub(1);
+            drop(reference);
         }
         self.ended.set();
     }
 
-    /// Processes one completed streaming send (at `DISPATCH_LEVEL` in the completion routine,
-    /// or at `PASSIVE_LEVEL` on the work item for a passive-level module).
-    fn process(&self, slot: &Arc<StreamSlot>, completion: &Completion) {
-        let index = slot.index;
-        let (input, output, reference, stopping, suspect) = {
+    /// The completion routine of every streaming send (at the IRQL of whoever completed it).
+    fn completed(&self, slot: Arc<StreamSlot>, completion: Completion) {
+        let may = self.may_process(LOOP_BUDGET);
+        let job = {
             let mut state = self.state.lock();
-            let stopping = state.stopping;
-            let Some(s) = state.slots.get_mut(index) else {
+            let in_send = state.in_send;
+            let Some(s) = state.slots.get_mut(slot.index) else {
                 return;
             };
+            if s.phase == Phase::Sending {
+                // The send of this request has not returned yet (inline completion, or a
+                // completion on another thread racing the return): its sender lists it.
+                s.early = Some(completion);
+                return;
+            }
+            debug_assert_eq!(
+                s.phase,
+                Phase::InFlight,
+                "a completion of a request not out"
+            );
             s.phase = Phase::Completing;
-            s.cancel_pending = false;
-            let suspect = s.suspect_seq == s.seq;
-            s.suspect_seq = 0;
-            (
-                s.input.take(),
-                s.output.take(),
-                s.reference.take(),
-                stopping,
-                suspect,
-            )
+            // Room for every slot was reserved at open: this never allocates.
+            state.ready.push_back((slot, completion));
+            if in_send > 0 {
+                // Maybe inside one of this module's sends (a queue completing a request it
+                // held while presenting another): that sender takes it once its send returned.
+                return;
+            }
+            state.next_job(may)
         };
+        let mut budget = LOOP_BUDGET;
+        self.run(job, &mut budget);
+    }
+
+    /// The loop: processes `job` and whatever the sends it makes bring back (their own early
+    /// completions, completions listed meanwhile), one unit of `budget` per completion, until
+    /// none is left or the work item takes over.
+    fn run(&self, mut job: Option<Job>, budget: &mut usize) {
+        while let Some(current) = job.take() {
+            *budget = budget.saturating_sub(1);
+            job = self.process(current, *budget);
+        }
+    }
+
+    /// The oldest listed completion, if a loop with `budget` left may process it.
+    fn next_job(&self, budget: usize) -> Option<Job> {
+        let may = self.may_process(budget);
+        self.state.lock().next_job(may)
+    }
+
+    /// Processes one completed streaming send: buffers back to their pools or to the client,
+    /// the output callback, the resend. Returns the next completion for the loop.
+    fn process(&self, job: Job, budget: usize) -> Option<Job> {
+        let Job {
+            slot,
+            completion,
+            input,
+            output,
+            reference,
+            suspect,
+            stopping,
+            target,
+        } = job;
         // The input buffer always goes back to its pool.
         drop(input);
         let resend = if stopping || (suspect && completion.status == NtStatus::CANCELLED) {
@@ -308,85 +485,172 @@ impl StreamShared {
             drop(output);
             disposition.continues_streaming()
         };
-        if resend {
-            // Ends the stream itself if the module is stopping, closing or out of buffers.
-            let _ = self.send_slot(slot, reference);
-        } else {
-            // Released before the stream counts as ended: a waiter that sees it ended sees no
-            // reference left behind.
-            drop(reference);
-            self.end_stream(index);
+        if !resend {
+            self.end_stream(slot.index, reference);
+            return self.next_job(budget);
+        }
+        // The resend ends the stream itself if the module is stopping, closing or out of
+        // buffers.
+        match self.send_slot(&slot, reference, stopping, target, budget) {
+            Ok(next) => next,
+            Err(_) => self.next_job(budget),
         }
     }
 
-    /// Sends one slot's request with fresh buffers; on failure its stream ends. `previous` is
-    /// the reference of the send that just completed, released once the new one is taken.
+    /// Sends one slot's request with fresh buffers. `previous` is the reference of the send
+    /// that just completed, released once the new one is taken; `stopping` and `target` are
+    /// what the module said when the slot was taken (the target is checked again when the send
+    /// commits; a stop since then cancels the request once sent).
+    /// `Ok`: the send returned, with the next listed completion for the loop (this send's own,
+    /// if it completed already and nothing was listed before it). `Err`: the stream ended; the
+    /// list was not looked at.
     fn send_slot(
         &self,
         slot: &Arc<StreamSlot>,
         previous: Option<HeldReference>,
-    ) -> Result<(), NtStatus> {
+        stopping: bool,
+        target: Option<usize>,
+        budget: usize,
+    ) -> Result<Option<Job>, NtStatus> {
         let index = slot.index;
-        let acquired = self.references.acquire();
-        drop(previous);
-        let reference = match acquired {
-            Ok(reference) => reference,
+        let reference = match self.references.acquire() {
+            Ok(reference) => {
+                drop(previous);
+                reference
+            }
             Err(status) => {
-                self.end_stream(index);
+                self.end_stream(index, previous);
                 return Err(status);
             }
         };
-        let reserved = {
-            let mut state = self.state.lock();
-            let start = state.start_count;
-            match (state.stopping, state.target) {
-                (true, _) => Err(NtStatus::CANCELLED),
-                (false, None) => Err(NO_TARGET),
-                (false, Some(target)) => {
-                    let s = &mut state.slots[index];
-                    s.seq += 1;
-                    s.phase = Phase::Sending;
-                    s.cancel_pending = false;
-                    s.stream_start = start;
-                    Ok((IoTarget::borrowed(target as WDFIOTARGET), s.seq))
-                }
-            }
+        // A stop since the slot was taken (during the output callback, say): no input is filled
+        // for a send that would be cancelled. (One that lands later cancels it once sent.)
+        let stopping = stopping || self.stopping_hint.load(Ordering::Acquire);
+        let target = match (stopping, target) {
+            (true, _) => Err(NtStatus::CANCELLED),
+            (false, None) => Err(NO_TARGET),
+            (false, Some(target)) => Ok(target),
         };
-        let (target, seq) = match reserved {
-            Ok(reserved) => reserved,
+        let target = match target {
+            Ok(target) => target,
             Err(status) => {
-                drop(reference);
-                self.end_stream(index);
+                self.end_stream(index, Some(reference));
                 return Err(status);
             }
         };
-        if let Err(status) = self.format_and_send(slot, &target, reference) {
-            self.end_stream(index);
+        let io_target = IoTarget::borrowed(target as WDFIOTARGET);
+        let (input, output) = match self.prepare(&slot.request, &io_target) {
+            Ok(buffers) => buffers,
+            // Buffers already taken went back to their pools when dropped.
+            Err(status) => {
+                self.end_stream(index, Some(reference));
+                return Err(status);
+            }
+        };
+        if let Err((status, reference)) = self.commit(index, target, input, output, reference) {
+            self.end_stream(index, Some(reference));
             return Err(status);
         }
-        let cancel = {
+        if let Err(status) =
+            slot.request
+                .send_shared(&io_target, Timeout::from_millis(0), Arc::clone(slot))
+        {
+            // Refused: no completion will run. (What was listed meanwhile is the caller's to
+            // take: a failed send is followed by a look at the list.)
+            let (input, output, reference) = {
+                let mut state = self.state.lock();
+                state.in_send -= 1;
+                state.slots.get_mut(index).map_or((None, None, None), |s| {
+                    (s.input.take(), s.output.take(), s.reference.take())
+                })
+            };
+            drop((input, output));
+            self.end_stream(index, reference);
+            return Err(status);
+        }
+        Ok(self.after_send(slot, budget))
+    }
+
+    /// Commits a send: the slot goes `Sending` with its buffers and reference, as one more send
+    /// in progress. Fails (giving the reference back; the buffers go back to their pools) if
+    /// the target was cleared or changed since the slot was taken.
+    fn commit(
+        &self,
+        index: usize,
+        target: usize,
+        input: Option<PoolBuffer>,
+        output: Option<PoolBuffer>,
+        reference: HeldReference,
+    ) -> Result<(), (NtStatus, HeldReference)> {
+        let refused = {
             let mut state = self.state.lock();
-            let s = &mut state.slots[index];
-            if s.seq == seq && s.phase == Phase::Sending {
-                s.phase = Phase::InFlight;
-                core::mem::take(&mut s.cancel_pending)
-            } else {
-                false
+            let (start, stopping) = (state.start_count, state.stopping);
+            let same_target = state.target == Some(target);
+            match state.slots.get_mut(index) {
+                Some(s) if same_target => {
+                    s.seq += 1;
+                    s.phase = Phase::Sending;
+                    // A stop that came while the input was being filled does not waste it:
+                    // the request goes out and is cancelled right after the send (as when the
+                    // stop finds it `Sending`).
+                    s.cancel_pending = stopping;
+                    s.early = None;
+                    s.stream_start = start;
+                    // Stored before the send: the completion may run before it returns.
+                    s.input = input;
+                    s.output = output;
+                    s.reference = Some(reference);
+                    state.in_send += 1;
+                    return Ok(());
+                }
+                Some(_) => (NO_TARGET, input, output, reference),
+                None => (NtStatus::INVALID_DEVICE_STATE, input, output, reference),
             }
+        };
+        let (status, input, output, reference) = refused;
+        drop((input, output));
+        Err((status, reference))
+    }
+
+    /// The section after a send returned: until it the slot stays `Sending`, so its reference
+    /// is still in it, whatever a completion did meanwhile; after it the slot is someone else's
+    /// business (its completion routine's, or whichever loop takes it off the list). Lists the
+    /// slot's early completion, if any, and takes the oldest listed one for the loop.
+    fn after_send(&self, slot: &Arc<StreamSlot>, budget: usize) -> Option<Job> {
+        let may = self.may_process(budget);
+        let (next, cancel) = {
+            let mut state = self.state.lock();
+            state.in_send -= 1;
+            let mut cancel = false;
+            let mut listed = None;
+            if let Some(s) = state.slots.get_mut(slot.index) {
+                debug_assert_eq!(s.phase, Phase::Sending);
+                if let Some(completion) = s.early.take() {
+                    s.phase = Phase::Completing;
+                    listed = Some((Arc::clone(slot), completion));
+                } else {
+                    s.phase = Phase::InFlight;
+                    cancel = core::mem::take(&mut s.cancel_pending);
+                }
+            }
+            if let Some(listed) = listed {
+                // Behind what was listed before: first come, first served.
+                state.ready.push_back(listed);
+            }
+            (state.next_job(may), cancel)
         };
         if cancel {
             let _ = slot.request.cancel();
         }
-        Ok(())
+        next
     }
 
-    fn format_and_send(
+    /// Reuses and formats the request with fresh buffers (the input filled by the client).
+    fn prepare(
         &self,
-        slot: &Arc<StreamSlot>,
+        request: &Request,
         target: &IoTarget,
-        reference: HeldReference,
-    ) -> Result<(), NtStatus> {
-        let request = &slot.request;
+    ) -> Result<(Option<PoolBuffer>, Option<PoolBuffer>), NtStatus> {
         request.reuse(NtStatus::SUCCESS)?;
         let mut input_range = None;
         let input = match &self.input_pool {
@@ -431,30 +695,12 @@ impl StreamShared {
                 output_range,
             )?,
         }
-        {
-            // Stored before the send: the completion may run before `send_shared` returns.
-            let mut state = self.state.lock();
-            let s = &mut state.slots[slot.index];
-            s.input = input;
-            s.output = output;
-            s.reference = Some(reference);
-        }
-        if let Err(status) = request.send_shared(target, Timeout::from_millis(0), Arc::clone(slot))
-        {
-            let (input, output, reference) = {
-                let mut state = self.state.lock();
-                let s = &mut state.slots[slot.index];
-                (s.input.take(), s.output.take(), s.reference.take())
-            };
-            drop((input, output));
-            drop(reference);
-            return Err(status);
-        }
-        Ok(())
+        Ok((input, output))
     }
 
     /// Starts streaming every idle slot. On a send failure streaming is stopped and the first
-    /// failure returned.
+    /// failure returned. Completions that arrive while these sends are in progress are
+    /// processed here, in the loop (within one budget; the work item takes over beyond it).
     pub(crate) fn start(&self) -> Result<(), NtStatus> {
         {
             let mut state = self.state.lock();
@@ -462,6 +708,7 @@ impl StreamShared {
                 return Err(NO_TARGET);
             }
             state.stopping = false;
+            self.stopping_hint.store(false, Ordering::Release);
             state.start_count += 1;
             let start = state.start_count;
             let mut reserved = 0;
@@ -476,25 +723,38 @@ impl StreamShared {
             state.live += reserved;
         }
         let mut result = Ok(());
+        let mut budget = LOOP_BUDGET;
         for index in 0..self.count {
-            let slot = {
+            let reserved = {
                 let mut state = self.state.lock();
+                let (stopping, target) = (state.stopping, state.target);
                 let Some(s) = state.slots.get_mut(index) else {
                     break;
                 };
                 if !core::mem::take(&mut s.reserved) {
                     continue;
                 }
-                Arc::clone(&state.requests[index])
+                state
+                    .requests
+                    .get(index)
+                    .map(|slot| (Arc::clone(slot), stopping, target))
+            };
+            let Some((slot, stopping, target)) = reserved else {
+                break;
             };
             if result.is_err() {
                 // An earlier send failed: the rest of the reserved streams end unsent.
-                self.end_stream(index);
+                self.end_stream(index, None);
                 continue;
             }
-            if let Err(status) = self.send_slot(&slot, None) {
-                result = Err(status);
-            }
+            let next = match self.send_slot(&slot, None, stopping, target, budget) {
+                Ok(next) => next,
+                Err(status) => {
+                    result = Err(status);
+                    self.next_job(budget)
+                }
+            };
+            self.run(next, &mut budget);
         }
         if result.is_err() {
             self.stop();
@@ -504,30 +764,37 @@ impl StreamShared {
 
     /// Marks the module stopping and cancels what is in flight; does not wait.
     pub(crate) fn stop(&self) {
-        self.state.lock().stopping = true;
+        {
+            let mut state = self.state.lock();
+            state.stopping = true;
+            self.stopping_hint.store(true, Ordering::Release);
+        }
         for index in 0..self.count {
             let in_flight = {
                 let mut state = self.state.lock();
                 let Some(s) = state.slots.get_mut(index) else {
                     break;
                 };
-                match s.phase {
+                let seq = match s.phase {
                     Phase::InFlight => Some(s.seq),
                     Phase::Sending => {
                         s.cancel_pending = true;
                         None
                     }
                     Phase::Idle | Phase::Completing => None,
-                }
-                .map(|seq| (seq, Arc::clone(&state.requests[index])))
+                };
+                seq.and_then(|seq| state.requests.get(index).map(|r| (seq, Arc::clone(r))))
             };
             let Some((seq, slot)) = in_flight else {
                 continue;
             };
+            // Outside the lock: the cancel may complete the request right here.
             let _ = slot.request.cancel();
             let mut state = self.state.lock();
-            let s = &mut state.slots[index];
-            if s.seq != seq && s.phase != Phase::Idle {
+            if let Some(s) = state.slots.get_mut(index)
+                && s.seq != seq
+                && s.phase != Phase::Idle
+            {
                 // The request completed and was sent again before the cancel: the cancel may
                 // have hit the new send.
                 s.suspect_seq = s.seq;

@@ -1,7 +1,7 @@
 //! Build script of the stream driver.
 //!
 //! On Windows, [`wdk_build::configure_wdk_binary_build`] reads the WDK configuration (from the
-//! EWDK environment and `package.metadata.wdk`) and gives Cargo the linker settings of a
+//! EWDK environment and the workspace's `metadata.wdk`) and gives Cargo the linker settings of a
 //! kernel driver binary. Elsewhere the crate is built against the simulation and needs nothing.
 
 #[cfg(windows)]

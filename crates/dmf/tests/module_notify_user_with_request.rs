@@ -968,6 +968,18 @@ fn device_removal_with_requests_parked_closes_the_module_in_release_hardware() {
     session.end();
 }
 
+/// Set when the cancel callback of `a_cancel_in_progress_while_the_module_closes` is freed.
+static CALLBACK_FREED: AtomicBool = AtomicBool::new(false);
+
+/// Owned by that callback: records when it is dropped.
+struct FreedFlag;
+
+impl Drop for FreedFlag {
+    fn drop(&mut self) {
+        CALLBACK_FREED.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn a_cancel_in_progress_while_the_module_closes() {
     let (session, driver, device) = boot();
@@ -976,10 +988,13 @@ fn a_cancel_in_progress_while_the_module_closes() {
     let closed_rx = Mutex::new(closed_rx);
     let after_close = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&after_close);
+    CALLBACK_FREED.store(false, Ordering::SeqCst);
+    let freed = FreedFlag;
     install(
         &device,
         NotifyUserWithRequestConfig {
             pending_requests_cancel: Some(Box::new(move |request: ParkedRequest| {
+                let _owned_by_the_callback = &freed;
                 request.complete(NtStatus::CANCELLED);
                 completed_tx.send(()).unwrap();
                 // Still running while the module closes and its queue is deleted.
@@ -1006,8 +1021,18 @@ fn a_cancel_in_progress_while_the_module_closes() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the cancel callback ran");
     uninstall();
+    // The module is closed and its queue deleted, but the queue (and the callback's state it
+    // owns) lives until the running callback returns.
+    assert!(
+        !CALLBACK_FREED.load(Ordering::SeqCst),
+        "freed under a running callback"
+    );
     closed.send(()).unwrap();
     let cancelled = cancelling.join().unwrap();
+    assert!(
+        CALLBACK_FREED.load(Ordering::SeqCst),
+        "freed once it returned"
+    );
     assert_eq!(after_close.load(Ordering::SeqCst), 1);
     assert_eq!(status_of(&cancelled), NtStatus::CANCELLED);
     assert_eq!(status_of(&other), NtStatus::CANCELLED);

@@ -29,6 +29,9 @@ use wdk_sys::sim::user::{File, Overlapped};
 use wdk_sys::sim::{self, FaultPoint, Session};
 use wdk_sys::{GUID, NTSTATUS};
 
+#[path = "common/fault_sweep.rs"]
+mod fault_sweep;
+
 #[global_allocator]
 static HEAP: wdk_sys::sim::heap::CountingAllocator = wdk_sys::sim::heap::CountingAllocator;
 
@@ -1229,4 +1232,93 @@ fn creation_fails_cleanly_at_each_allocation_and_object_creation() {
         assert_eq!(sim::counters().live_objects, live);
         finish(session, driver, device);
     }
+}
+
+#[test]
+fn fault_sweep_over_the_whole_life() {
+    // Create, a handle, requests parked and paired with data, data waiting, a request cancelled,
+    // the handle closed with a request parked, close, removal: each allocation and object
+    // creation failing in turn.
+    let swept = fault_sweep::sweep("NotifyUserWithRequest", |run| {
+        REJECTED.store(0, Ordering::SeqCst);
+        std::mem::forget(notify_slot_mut().take());
+        let driver = SimDriver::load(driver_entry).expect("driver loads");
+        let device = driver.add_device().expect("device added");
+        device.start().expect("device starts");
+        let file = File::open_interface(&CLASS).expect("opened");
+        run.arm();
+        let (cleanup, cancel) = (run.probe(), run.probe());
+        let module = create(
+            &device,
+            NotifyUserWithRequestConfig {
+                time_stamping: true,
+                data_cleanup: Some(Box::new(move |_| cleanup.called())),
+                pending_requests_cancel: Some(Box::new(move |request| {
+                    cancel.called();
+                    drop(request);
+                })),
+                ..config(4, 4, 8)
+            },
+        );
+        if let Some(module) = run.check(module.map_err(dmf::error::ModuleError::status)) {
+            set_module(module);
+            // A request parked, then paired with data.
+            let parked = file.device_io_control_overlapped(IOCTL_WAIT, &[], 8);
+            let stored = with(|n| n.data_process(&7u32.to_le_bytes(), NtStatus::SUCCESS));
+            let (status, _) = done(&parked);
+            // Data 7 waits for the next request if the parked one never reached the module.
+            let mut oldest = 8;
+            if run.check(stored).is_some() {
+                if status == NtStatus::SUCCESS.raw() {
+                    assert_eq!(
+                        u32::from_le_bytes(parked.output()[..4].try_into().unwrap()),
+                        7
+                    );
+                } else {
+                    run.failed(NtStatus::from_raw(status));
+                    oldest = 7;
+                }
+            } else {
+                let _ = parked.cancel();
+            }
+            // Data waiting for a request, then a request taking it.
+            if run
+                .check(with(|n| {
+                    n.data_process(&8u32.to_le_bytes(), NtStatus::SUCCESS)
+                }))
+                .is_some()
+            {
+                let (result, output) = call(&file, IOCTL_WAIT, 8);
+                match result {
+                    Ok(_) => assert_eq!(as_u32(&output), oldest),
+                    Err(status) => run.failed(NtStatus::from_raw(status)),
+                }
+            }
+            // A request cancelled by its issuer; another left parked when the handle closes.
+            let cancelled = file.device_io_control_overlapped(IOCTL_ADD, &[], 8);
+            let _ = cancelled.cancel();
+            let status = NtStatus::from_raw(done(&cancelled).0);
+            if status != NtStatus::CANCELLED {
+                run.failed(status);
+            }
+            let other = File::open_interface(&CLASS);
+            if let Some(other) = run.check(other.map_err(NtStatus::from_raw)) {
+                let left = other.device_io_control_overlapped(IOCTL_ADD, &[], 8);
+                drop(other);
+                let status = NtStatus::from_raw(done(&left).0);
+                if status != NtStatus::CANCELLED {
+                    run.failed(status);
+                }
+            }
+            // Data left for close to clean.
+            let _ = with(|n| n.data_process(&9u32.to_le_bytes(), NtStatus::SUCCESS))
+                .map_err(|status| run.failed(status));
+            uninstall();
+        }
+        run.closed();
+        drop(file);
+        device.remove();
+        driver.unload();
+    });
+    assert!(swept.iter().all(|s| s.steps >= 3), "{swept:?}");
 }

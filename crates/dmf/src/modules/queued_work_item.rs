@@ -308,8 +308,16 @@ impl QueuedWorkItemNode {
             pending: AtomicU32::new(0),
             waiters,
         });
-        let handler = Arc::clone(&shared);
-        let work_item = WorkItem::new(parent, move || handler.run())?;
+        // A weak link: the work item's handler is freed by its destroy callback, which runs
+        // when the framework drops its last reference, possibly on the worker thread after
+        // `flush` returned. A strong link would keep the buffer queue (and its locks, children
+        // of the device) alive past close, to be deleted after the device deleted them.
+        let handler = Arc::downgrade(&shared);
+        let work_item = WorkItem::new(parent, move || {
+            if let Some(shared) = handler.upgrade() {
+                shared.run();
+            }
+        })?;
         Ok(Self {
             core,
             shared,

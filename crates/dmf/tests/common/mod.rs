@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses part of it")]
 
+pub mod fault_sweep;
+
 use std::time::{Duration, Instant};
 
 use dmf::wdf::io_target::{IoTarget, RemoveCallbacks};

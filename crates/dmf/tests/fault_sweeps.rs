@@ -50,8 +50,7 @@ fn assert_swept(swept: [Swept; 2], minimum: [u64; 2]) {
     }
 }
 
-#[test]
-fn buffer_pool() {
+fn sweep_buffer_pool() {
     let swept = sweep("BufferPool", |run| {
         let (driver, host) = common::boot();
         run.arm();
@@ -101,8 +100,7 @@ fn buffer_pool() {
     assert_swept(swept, [3, 3]);
 }
 
-#[test]
-fn buffer_queue() {
+fn sweep_buffer_queue() {
     let swept = sweep("BufferQueue", |run| {
         let (driver, host) = common::boot();
         run.arm();
@@ -135,8 +133,7 @@ fn buffer_queue() {
     assert_swept(swept, [2, 2]);
 }
 
-#[test]
-fn queued_work_item() {
+fn sweep_queued_work_item() {
     let swept = sweep("QueuedWorkItem", |run| {
         let (driver, host) = common::boot();
         run.arm();
@@ -176,8 +173,7 @@ fn queued_work_item() {
     assert_swept(swept, [2, 2]);
 }
 
-#[test]
-fn thread() {
+fn sweep_thread() {
     let swept = sweep("Thread", |run| {
         let (driver, host) = common::boot();
         run.arm();
@@ -229,8 +225,7 @@ fn completion(
     })
 }
 
-#[test]
-fn request_target() {
+fn sweep_request_target() {
     let swept = sweep("RequestTarget", |run| {
         let device = echo_target("\\??\\SweepRt");
         let held = ProgrammableTarget::create("\\??\\SweepRtHeld");
@@ -296,8 +291,7 @@ fn request_target() {
     assert_swept(swept, [1, 3]);
 }
 
-#[test]
-fn continuous_request_target() {
+fn sweep_continuous_request_target() {
     let swept = sweep("ContinuousRequestTarget", |run| {
         let device = echo_target("\\??\\SweepCrt");
         let (driver, host) = common::boot();
@@ -372,8 +366,7 @@ fn continuous_request_target() {
     assert_swept(swept, [8, 8]);
 }
 
-#[test]
-fn threaded_buffer_queue() {
+fn sweep_threaded_buffer_queue() {
     let swept = sweep("ThreadedBufferQueue", |run| {
         let (driver, host) = common::boot();
         run.arm();
@@ -439,4 +432,54 @@ fn queued_work_item_closed_then_device_removed_at_once() {
         driver.unload();
         session.end();
     }
+}
+
+#[test]
+fn buffer_pool() {
+    sweep_buffer_pool();
+}
+
+#[test]
+fn buffer_queue() {
+    sweep_buffer_queue();
+}
+
+#[test]
+fn queued_work_item() {
+    sweep_queued_work_item();
+}
+
+#[test]
+fn thread() {
+    sweep_thread();
+}
+
+#[test]
+fn request_target() {
+    sweep_request_target();
+}
+
+#[test]
+fn continuous_request_target() {
+    sweep_continuous_request_target();
+}
+
+#[test]
+fn threaded_buffer_queue() {
+    sweep_threaded_buffer_queue();
+}
+
+/// Every module's swept life again under many scheduling seeds (see `common/schedules.rs`):
+/// `SCHEDULE_SEEDS=1000 cargo test -p dmf --test fault_sweeps -- schedules` is the long run.
+#[test]
+fn every_sweep_under_many_schedules() {
+    common::schedules::under_seeds("fault sweeps", 10, || {
+        sweep_buffer_pool();
+        sweep_buffer_queue();
+        sweep_queued_work_item();
+        sweep_thread();
+        sweep_request_target();
+        sweep_continuous_request_target();
+        sweep_threaded_buffer_queue();
+    });
 }

@@ -44,7 +44,7 @@ fn config(
     }
 }
 
-fn stress(passive: bool) {
+fn stress(passive: bool, rounds: usize) {
     let session = Session::begin();
     let device = ProgrammableTarget::create(if passive {
         "\\??\\CrtStressP"
@@ -75,7 +75,7 @@ fn stress(passive: bool) {
         .map(|worker| {
             let crt = Arc::clone(&crt);
             std::thread::spawn(move || {
-                for round in 0..1000 {
+                for round in 0..rounds {
                     // A stop from the other thread may interrupt this start.
                     let started = crt.start();
                     assert!(
@@ -140,12 +140,23 @@ fn stress(passive: bool) {
 
 #[test]
 fn stop_and_start_from_two_threads_while_streaming() {
-    stress(false);
+    stress(false, 1000);
 }
 
 #[test]
 fn stop_and_start_from_two_threads_while_streaming_passive() {
-    stress(true);
+    stress(true, 1000);
+}
+
+/// The stop/start stress (shorter) under many scheduling seeds (see `common/schedules.rs`):
+/// `SCHEDULE_SEEDS=1000 cargo test -p dmf --test module_continuous_request_target_stress --
+/// schedules` is the long run.
+#[test]
+fn stop_and_start_stress_under_many_schedules() {
+    common::schedules::under_seeds("stop/start stress", common::schedules::CI_SEEDS, || {
+        stress(false, 100);
+        stress(true, 100);
+    });
 }
 
 fn open_with_fault(point: FaultPoint) {

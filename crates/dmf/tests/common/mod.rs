@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test file uses part of it")]
 
 pub mod fault_sweep;
+pub mod schedules;
 
 use std::time::{Duration, Instant};
 

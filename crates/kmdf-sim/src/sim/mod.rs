@@ -57,6 +57,16 @@ pub mod verifier {
 
 static SESSION_LOCK: Mutex<()> = Mutex::new(());
 
+/// The seed the next sessions take instead of `KMDF_SIM_SEED` (see [`set_seed`]).
+static SEED_OVERRIDE: Mutex<Option<u64>> = Mutex::new(None);
+
+/// Makes the sessions that begin from now on use `seed` (`None`: back to `KMDF_SIM_SEED` or the
+/// clock), so a test runner can run the same test under many schedules in one process. A
+/// failure under seed `s` replays with `KMDF_SIM_SEED=s`.
+pub fn set_seed(seed: Option<u64>) {
+    *SEED_OVERRIDE.lock().unwrap_or_else(PoisonError::into_inner) = seed;
+}
+
 /// How long a session waits for framework threads to go idle when it ends.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,7 +82,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Begins a session. The scheduling seed comes from `KMDF_SIM_SEED`, else from the clock.
+    /// Begins a session. The scheduling seed comes from [`set_seed`], else `KMDF_SIM_SEED`, else
+    /// the clock.
     #[must_use]
     pub fn begin() -> Self {
         let serial = SESSION_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
@@ -90,9 +101,13 @@ impl Session {
         let _ = log::take();
         let _ = debug_output::take();
         irql::set(irql::PASSIVE);
-        let seed = std::env::var("KMDF_SIM_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
+        let forced = *SEED_OVERRIDE.lock().unwrap_or_else(PoisonError::into_inner);
+        let seed = forced
+            .or_else(|| {
+                std::env::var("KMDF_SIM_SEED")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            })
             .unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

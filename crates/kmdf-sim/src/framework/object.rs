@@ -573,7 +573,12 @@ pub(crate) fn live_objects() -> Vec<Arc<Object>> {
 pub(crate) fn reset() {
     for mut registry in all_shards_mut() {
         let objects = core::mem::take(&mut registry.live);
-        core::mem::forget(objects);
+        if objects.is_empty() {
+            // Nothing left behind: free the table itself (forgetting it would leak it).
+            drop(objects);
+        } else {
+            core::mem::forget(objects);
+        }
         registry.deleted.clear();
     }
     set_default_parent(0);

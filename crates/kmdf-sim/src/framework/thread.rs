@@ -54,6 +54,9 @@ struct Registry {
     handles: HashMap<usize, usize>,
     /// Object address → its bookkeeping.
     objects: HashMap<usize, Record>,
+    /// Addresses of dead thread objects: never freed (see the module documentation), and kept
+    /// here so that they stay reachable, which leak checkers count as not leaked.
+    dead: Vec<usize>,
     next_handle: usize,
     next_id: u64,
 }
@@ -104,6 +107,7 @@ fn release(registry: &mut Registry, address: usize) -> Option<usize> {
     let left = record.references;
     if left == 0 {
         registry.objects.remove(&address);
+        registry.dead.push(address);
         // SAFETY: thread objects are never freed, so the address stays valid.
         let object = unsafe { &*(address as *const ThreadObject) };
         event::change_kind(object.word(), Kind::DeadThread);

@@ -561,6 +561,17 @@ pub(crate) fn dereference(object: &Arc<Object>, api: &str) {
     drop_reference(object);
 }
 
+/// Live objects whose deletion has not begun: neither deleted by the driver nor by a parent's
+/// deletion. (An object deleted while the framework still holds a reference on it, a work item
+/// whose callback is just returning, say, stays live until that reference goes, but is not
+/// counted here.)
+pub(crate) fn undeleted_count() -> usize {
+    all_live()
+        .iter()
+        .filter(|object| !object.state().cleanup_started)
+        .count()
+}
+
 /// Every live object, oldest first.
 pub(crate) fn live_objects() -> Vec<Arc<Object>> {
     let mut live = all_live();

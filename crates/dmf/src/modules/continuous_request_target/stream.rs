@@ -51,6 +51,13 @@
 //! releases it: close, which waits for every reference, never clears the slots under a running
 //! send.
 //!
+//! A completion routine still runs a little after it released its last reference (it drops its
+//! slot, which owns the request, and its strong handle on the shared state, which owns the
+//! pools, the lock and the work item). Close therefore also waits for a count of running
+//! completion routines (`CompletionGate`, which owns no framework object) to reach zero: every
+//! framework object of the module is deleted by close itself, never later by a completion on
+//! another thread (where the device might already be gone).
+//!
 //! A stop marks the module stopping (a resend that has not filled its input yet then ends its
 //! stream; one that has is sent and cancelled), cancels every `InFlight` request and asks every
 //! `Sending` one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals
@@ -59,7 +66,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{WDFIOTARGET, WDFOBJECT};
@@ -114,6 +121,43 @@ pub(crate) struct StreamSlot {
     index: usize,
     request: Request,
     shared: Weak<StreamShared>,
+    gate: Arc<CompletionGate>,
+}
+
+/// Completion routines of the module still running. A completion routine's last module
+/// reference is released inside it (in the section that ends its stream), and what it holds
+/// strongly (its slot, which owns the request, and the module's shared state, which owns the
+/// pools, the lock and the work item) is dropped after that: close waits for this count to
+/// reach zero after the references, so that every framework object the module owns is deleted
+/// by close, on the closing thread, and never afterwards by a completion. The gate owns no
+/// framework object (atomics and an event), so leaving it last is safe.
+struct CompletionGate {
+    active: AtomicUsize,
+    idle: Event,
+}
+
+impl CompletionGate {
+    fn enter(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn exit(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.set();
+        }
+    }
+
+    /// Waits (`PASSIVE_LEVEL`) until no completion routine is running. Called by close once
+    /// every module reference was released: no new completion routine can start then.
+    fn wait_idle(&self) {
+        loop {
+            self.idle.clear();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            self.idle.wait();
+        }
+    }
 }
 
 /// A completed send waiting for a loop: the slot (`Completing`) and its completion.
@@ -213,6 +257,7 @@ pub(crate) struct StreamShared {
     input_callback: Option<BufferInputCallback>,
     output_callback: Option<BufferOutputCallback>,
     ended: Event,
+    gate: Arc<CompletionGate>,
     /// `stopping`, readable without the lock (written with it): a resend looks at it before it
     /// fills an input buffer.
     stopping_hint: AtomicBool,
@@ -232,10 +277,18 @@ pub(crate) struct StreamSettings {
 
 impl SharedCompletion for StreamSlot {
     fn completed(self: Arc<Self>, completion: &Completion) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        shared.completed(self, *completion);
+        // The send's reference is still in the slot: close has not passed its reference wait,
+        // so it will wait for this gate too.
+        let gate = Arc::clone(&self.gate);
+        gate.enter();
+        if let Some(shared) = self.shared.upgrade() {
+            shared.completed(self, *completion);
+            drop(shared);
+        } else {
+            drop(self);
+        }
+        // Nothing of the module is held any more.
+        gate.exit();
     }
 }
 
@@ -270,6 +323,10 @@ impl StreamShared {
             input_callback: settings.input_callback,
             output_callback: settings.output_callback,
             ended: Event::new(EventKind::Notification, false),
+            gate: Arc::new(CompletionGate {
+                active: AtomicUsize::new(0),
+                idle: Event::new(EventKind::Notification, false),
+            }),
             stopping_hint: AtomicBool::new(true),
         }))
     }
@@ -294,6 +351,7 @@ impl StreamShared {
                 index,
                 request,
                 shared: Arc::downgrade(self),
+                gate: Arc::clone(&self.gate),
             }));
             slots.push(SlotState {
                 phase: Phase::Idle,
@@ -329,6 +387,8 @@ impl StreamShared {
     /// Close: every stream has ended (each send held a module reference, and the last one was
     /// released in the section that ended its stream). Deletes the requests and the work item.
     pub(crate) fn close(&self) {
+        // Completion routines that released their last reference may still be returning.
+        self.gate.wait_idle();
         let (requests, item, ready) = {
             let mut state = self.state.lock();
             state.target = None;

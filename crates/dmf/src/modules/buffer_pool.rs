@@ -84,11 +84,15 @@
 //!   accounting). There are no overrun sentinels: Rust slices are bounds checked.
 //! * The timer-expiry callback is fixed when the sink is created (`on_timer_expired`); each
 //!   `put_in_sink_with_timer` passes a `usize` context instead of a callback pointer.
-//! * `enumerate` leaves the timer of a buffer running while the callback looks at it (the pool
-//!   lock already keeps the expiry handler away), so `Continue`/`Stop` need no restart with the
-//!   remaining time. A buffer whose timer fires while it is being enumerated may still be shown
-//!   to the callback; if the callback removes it, the expiry does nothing, and a reset that loses
-//!   the race with the expiry lets the expiry win (DMF skips such a buffer).
+//! * `enumerate`, as DMF, stops an armed timer before showing its buffer to the callback and
+//!   skips a buffer whose timer cannot be stopped (it is firing, or fired and its expiry
+//!   handler waits for the pool lock): the expiry owns that buffer, and the callback never sees
+//!   it. `Continue`/`Stop` restart the timer with the time that was left.
+//! * `enumerate` on a source pool does nothing and returns `None` (DMF asserts: enumeration is
+//!   for sinks); [`BufferPool::try_enumerate`] says so with `STATUS_INVALID_DEVICE_REQUEST`.
+//! * `put_in_sink_with_timer` on a sink created without `on_timer_expired` is refused
+//!   ([`PutErrorKind::NoExpiryCallback`], `STATUS_INVALID_PARAMETER`, as DMF refuses a missing
+//!   callback) instead of letting the buffer expire into nothing.
 //! * A closed sink refuses buffers (`PoolClosed`, with the buffer) instead of keeping them in a
 //!   list nobody drains.
 //! * When a sink closes, buffers still in it go back to their source pool (DMF frees them, so
@@ -108,6 +112,7 @@ use wdk_sys::WDFOBJECT;
 
 use crate::core::{Module, ModuleAttributes, ModuleCore, ModuleLock, ModuleNode, OpenOption};
 use crate::error::{ConfigError, ModuleError};
+use crate::wdf::entry::interrupt_time_100ns;
 use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::timer::{CallbackLevel, Timer, TimerConfig};
 use crate::wdf::{Memory, NtStatus, PoolType};
@@ -272,6 +277,10 @@ pub enum PutErrorKind {
     /// The sink is closed (not open yet, or closed already).
     #[error("the pool is closed")]
     PoolClosed,
+    /// A timer put into a sink created without `on_timer_expired`: nobody would receive the
+    /// buffer when it expires.
+    #[error("the sink has no expiry callback (on_timer_expired)")]
+    NoExpiryCallback,
 }
 
 impl PutErrorKind {
@@ -279,7 +288,9 @@ impl PutErrorKind {
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
-            Self::ForeignBuffer | Self::NotASink | Self::NoTimer => NtStatus::INVALID_PARAMETER,
+            Self::ForeignBuffer | Self::NotASink | Self::NoTimer | Self::NoExpiryCallback => {
+                NtStatus::INVALID_PARAMETER
+            }
             Self::InsufficientResources => NtStatus::INSUFFICIENT_RESOURCES,
             Self::PoolClosed => NtStatus::INVALID_DEVICE_STATE,
         }
@@ -444,6 +455,29 @@ impl core::fmt::Debug for PoolBuffer {
 struct Expiry {
     period_ms: u32,
     context: usize,
+    /// Interrupt time (100 ns units) when the timer was (re)started.
+    armed_at: u64,
+}
+
+impl Expiry {
+    fn armed(period_ms: u32, context: usize) -> Self {
+        Self {
+            period_ms,
+            context,
+            armed_at: interrupt_time_100ns(),
+        }
+    }
+
+    /// What is left of the period now (zero once it has passed).
+    fn remaining(&self) -> core::time::Duration {
+        let elapsed = interrupt_time_100ns().saturating_sub(self.armed_at);
+        let period = u64::from(self.period_ms) * 10_000;
+        core::time::Duration::from_nanos(period.saturating_sub(elapsed) * 100)
+    }
+
+    fn period(&self) -> core::time::Duration {
+        core::time::Duration::from_millis(u64::from(self.period_ms))
+    }
 }
 
 struct Slot {
@@ -793,24 +827,26 @@ impl BufferPoolNode {
                 buffer,
             });
         }
+        if self.shared.on_expired.is_none() {
+            return Err(PutError {
+                kind: PutErrorKind::NoExpiryCallback,
+                buffer,
+            });
+        }
         let mut list = self.shared.list.lock();
         if let Some(kind) = Self::cannot_insert(&mut list) {
             drop(list);
             return Err(PutError { kind, buffer });
         }
         let storage = buffer.into_storage();
+        let expiry = Expiry::armed(timeout_ms, context);
         if let Some(timer) = &storage.timer {
             *timer.link.sink.lock() = Some(Arc::downgrade(&self.shared));
-            timer
-                .timer
-                .start(core::time::Duration::from_millis(u64::from(timeout_ms)));
+            timer.timer.start(expiry.period());
         }
         list.entries.push_back(Slot {
             storage,
-            expiry: Some(Expiry {
-                period_ms: timeout_ms,
-                context,
-            }),
+            expiry: Some(expiry),
         });
         Ok(())
     }
@@ -818,42 +854,83 @@ impl BufferPoolNode {
     /// Walks the list under the pool lock (`DMF_BufferPool_Enumerate`), showing each buffer's
     /// data and context to `callback`, which decides what happens to it. Returns the buffer the
     /// callback removed, if any. The callback must not call back into this pool.
+    ///
+    /// Sinks only (as in DMF): on a source pool the callback is not called and `None` is
+    /// returned ([`BufferPool::try_enumerate`] reports the refusal). A buffer whose timer is
+    /// firing or has fired is skipped: its expiry handler owns it.
     pub fn enumerate(
         &self,
-        mut callback: impl FnMut(&mut [u8], &mut [u8]) -> EnumerationDisposition,
+        callback: impl FnMut(&mut [u8], &mut [u8]) -> EnumerationDisposition,
     ) -> Option<PoolBuffer> {
+        if let Ok(removed) = self.try_enumerate(callback) {
+            return removed;
+        }
+        crate::dmf_trace!(
+            crate::wdf::trace::TraceLevel::Error,
+            "BufferPool",
+            "enumerate on a source pool: only sinks can be enumerated"
+        );
+        None
+    }
+
+    /// [`BufferPool::enumerate`], refusing a source pool with `STATUS_INVALID_DEVICE_REQUEST`
+    /// (without calling the callback).
+    pub fn try_enumerate(
+        &self,
+        mut callback: impl FnMut(&mut [u8], &mut [u8]) -> EnumerationDisposition,
+    ) -> Result<Option<PoolBuffer>, NtStatus> {
         use EnumerationDisposition as D;
+        if self.shared.source.is_some() {
+            return Err(NtStatus::INVALID_DEVICE_REQUEST);
+        }
         let mut list = self.shared.list.lock();
         let mut index = 0;
         while index < list.entries.len() {
             let slot = &mut list.entries[index];
+            // An armed timer is stopped before the callback sees the buffer. One that cannot be
+            // stopped is firing (or fired, its handler waiting for this lock): the buffer is its
+            // expiry's, not the callback's.
+            let armed = match (&slot.expiry, &slot.storage.timer) {
+                (Some(_), Some(timer)) => {
+                    if !timer.timer.stop(false) {
+                        index += 1;
+                        continue;
+                    }
+                    true
+                }
+                _ => false,
+            };
             let (data, context) = slot.storage.parts_mut();
             let disposition = callback(data, context);
             match disposition {
-                D::ContinueEnumeration => {}
-                D::StopEnumeration => break,
-                D::RemoveAndStopEnumeration => {
-                    if let Some(timer) = &slot.storage.timer {
-                        timer.timer.stop(false);
+                D::ContinueEnumeration | D::StopEnumeration => {
+                    // The timer goes on with what was left of its period.
+                    if let (true, Some(expiry), Some(timer)) =
+                        (armed, &slot.expiry, &slot.storage.timer)
+                    {
+                        timer.timer.start(expiry.remaining());
                     }
-                    let slot = list.entries.remove(index)?;
+                }
+                D::RemoveAndStopEnumeration => {
+                    // Its timer (if armed) is stopped already.
+                    let Some(slot) = list.entries.remove(index) else {
+                        return Ok(None);
+                    };
                     drop(list);
-                    return Some(PoolBuffer::new(slot.storage));
+                    if let Some(timer) = &slot.storage.timer {
+                        *timer.link.sink.lock() = None;
+                    }
+                    return Ok(Some(PoolBuffer::new(slot.storage)));
                 }
                 D::StopTimerAndStopEnumeration | D::StopTimerAndContinueEnumeration => {
-                    if let (Some(_), Some(timer)) = (slot.expiry.take(), &slot.storage.timer) {
-                        timer.timer.stop(false);
-                    }
+                    slot.expiry = None;
                 }
                 D::ResetTimerAndStopEnumeration | D::ResetTimerAndContinueEnumeration => {
-                    if let (Some(expiry), Some(timer)) = (slot.expiry, &slot.storage.timer)
-                        && timer.timer.stop(false)
+                    if let (true, Some(expiry), Some(timer)) =
+                        (armed, &mut slot.expiry, &slot.storage.timer)
                     {
-                        timer
-                            .timer
-                            .start(core::time::Duration::from_millis(u64::from(
-                                expiry.period_ms,
-                            )));
+                        *expiry = Expiry::armed(expiry.period_ms, expiry.context);
+                        timer.timer.start(expiry.period());
                     }
                 }
             }
@@ -867,7 +944,7 @@ impl BufferPoolNode {
             }
             index += 1;
         }
-        None
+        Ok(None)
     }
 
     /// Buffers currently in the list (`DMF_BufferPool_Count`).

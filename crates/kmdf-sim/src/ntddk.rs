@@ -54,3 +54,14 @@ pub use crate::framework::{
     queue::kernel::*, request::kernel::*, sync::kernel::*, thread::kernel::*, time::kernel::*,
     timer::kernel::*, workitem::kernel::*,
 };
+
+/// The calling thread's ID (unique among live threads; as on Windows, a multiple of 4).
+#[must_use]
+pub unsafe extern "C" fn PsGetCurrentThreadId() -> crate::types::HANDLE {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(4);
+    std::thread_local! {
+        static ID: usize = NEXT.fetch_add(4, Ordering::Relaxed);
+    }
+    ID.with(|id| *id) as crate::types::HANDLE
+}

@@ -134,3 +134,11 @@ pub fn delay(duration: Duration) -> Result<(), NtStatus> {
         unsafe { ntddk::KeDelayExecutionThread(_MODE::KernelMode as i8, 0, &raw mut interval) };
     NtStatus::from_raw(status).into_result()
 }
+
+/// The calling thread's ID (`PsGetCurrentThreadId`), as a number: unique among the threads
+/// alive now, never 0. Callable at any IRQL.
+#[must_use]
+pub fn current_thread_id() -> usize {
+    // SAFETY: no arguments; callable at any IRQL.
+    unsafe { ntddk::PsGetCurrentThreadId() as usize }
+}

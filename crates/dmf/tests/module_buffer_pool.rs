@@ -562,3 +562,56 @@ fn timer_put_without_an_expiry_callback_is_refused() {
     drop((sink, pool, device));
     session.end();
 }
+
+/// Issue 10, 4.7: a sink dropped while one of its buffers' expiry callbacks runs is freed by
+/// the drop (which waits for that callback), never later by the timer's handler on a framework
+/// thread: when the drop returns, every framework object of the sink is deleted.
+#[test]
+fn sink_dropped_during_an_expiry_is_freed_by_the_drop() {
+    let session = Session::begin_with_seed(0);
+    let device = device();
+    let mut s = settings(1, 1, 0);
+    s.create_with_timer = true;
+    let pool = source(&device, s);
+    let undeleted_before = sim::undeleted_objects();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let gate = Mutex::new((entered_tx, release_rx));
+    let mut config = BufferPoolConfig::sink(1);
+    config.on_timer_expired = Some(Box::new(move |buffer, _| {
+        let gate = gate.lock().unwrap();
+        gate.0.send(()).unwrap();
+        let _ = gate.1.recv_timeout(Duration::from_secs(5));
+        drop(buffer);
+    }));
+    let sink = BufferPool::create(device.handle().cast(), config, ModuleAttributes::new()).unwrap();
+    sink.put_in_sink_with_timer(pool.get().unwrap(), 1, 0)
+        .unwrap();
+    entered_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("expired");
+    let (dropped_tx, dropped_rx) = mpsc::channel::<()>();
+    let dropper = std::thread::spawn(move || {
+        drop(sink);
+        dropped_tx.send(()).unwrap();
+    });
+    assert!(
+        dropped_rx.recv_timeout(Duration::from_millis(50)).is_err(),
+        "the drop waits for the running expiry callback"
+    );
+    release_tx.send(()).unwrap();
+    dropper.join().unwrap();
+    assert_eq!(
+        sim::undeleted_objects(),
+        undeleted_before,
+        "the sink's framework objects were deleted by its drop"
+    );
+    session.wait_idle();
+    assert_eq!(
+        pool.count(),
+        1,
+        "the expired buffer went back to its source"
+    );
+    drop((pool, device));
+    session.end();
+}

@@ -106,13 +106,14 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use wdk_sys::WDFOBJECT;
 
 use crate::core::{Module, ModuleAttributes, ModuleCore, ModuleLock, ModuleNode, OpenOption};
 use crate::error::{ConfigError, ModuleError};
 use crate::wdf::entry::interrupt_time_100ns;
+use crate::wdf::event::{Event, EventKind};
 use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::timer::{CallbackLevel, Timer, TimerConfig};
 use crate::wdf::{Memory, NtStatus, PoolType};
@@ -297,9 +298,65 @@ impl PutErrorKind {
     }
 }
 
-/// Where a timer-capable buffer currently sits, read by its expiry handler.
+/// Where a timer-capable buffer currently sits, read by its expiry handler: the sink, and the
+/// sink's gate.
 struct TimerLink {
-    sink: SpinLock<Option<Weak<PoolShared>>>,
+    sink: SpinLock<Option<(Weak<PoolShared>, Arc<ExpiryGate>)>>,
+}
+
+/// Expiry handlers of a sink that may hold a strong reference to it. A handler enters before it
+/// upgrades its weak reference and leaves after dropping the strong one; close shuts the gate
+/// and waits for it to empty, so that a sink (which owns the module lock) is never freed by a
+/// timer's handler on a framework thread after its owner dropped it. Owns no framework object.
+struct ExpiryGate {
+    active: AtomicUsize,
+    closed: AtomicBool,
+    idle: Event,
+}
+
+impl ExpiryGate {
+    fn new() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            idle: Event::new(EventKind::Notification, false),
+        }
+    }
+
+    /// Whether a handler may go on (the sink is not closing). Pair with `leave` if so.
+    fn enter(&self) -> bool {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.leave();
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.set();
+        }
+    }
+
+    /// Shuts the gate and waits (`PASSIVE_LEVEL`) until no handler is inside. A handler that
+    /// enters after the shut sees it and leaves without touching the sink (the increment and
+    /// the flag are both sequentially consistent: either this wait sees the handler, or the
+    /// handler sees the flag).
+    fn shut_and_wait(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        loop {
+            self.idle.clear();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            self.idle.wait();
+        }
+    }
+
+    fn reopen(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
 }
 
 struct BufferTimer {
@@ -505,6 +562,8 @@ struct PoolShared {
     on_expired: Option<ExpiryCallback>,
     /// Bumped at each close: buffers of an older generation are freed when they come back.
     generation: AtomicU64,
+    /// Expiry handlers holding this sink (see [`ExpiryGate`]).
+    expiry_gate: Arc<ExpiryGate>,
 }
 
 /// The device object buffers' timers are parented to (only read, at buffer creation).
@@ -532,14 +591,20 @@ impl PoolShared {
             let link = Arc::new(TimerLink {
                 sink: SpinLock::create(None)?,
             });
-            let handler_link = Arc::clone(&link);
+            // Weak: the framework frees the handler when it finally deletes the timer, maybe
+            // on its own thread after the buffer was freed; the link owns a spin lock.
+            let handler_link = Arc::downgrade(&link);
             let timer = Timer::new(
                 self.parent.get(),
                 TimerConfig {
                     period: None,
                     level: CallbackLevel::Passive,
                 },
-                move || expire(&handler_link),
+                move || {
+                    if let Some(link) = handler_link.upgrade() {
+                        expire(&link);
+                    }
+                },
             )?;
             Some(BufferTimer { timer, link })
         } else {
@@ -609,10 +674,21 @@ fn remove_head(list: &mut PoolList) -> Option<Storage> {
 
 /// Expiry handler of one buffer's timer (`PASSIVE_LEVEL`).
 fn expire(link: &Arc<TimerLink>) {
-    let sink = link.sink.lock().take();
-    let Some(sink) = sink.and_then(|weak| weak.upgrade()) else {
+    let Some((sink, gate)) = link.sink.lock().take() else {
         return;
     };
+    if !gate.enter() {
+        return;
+    }
+    if let Some(sink) = sink.upgrade() {
+        expire_in(&sink, link);
+    }
+    // The strong reference is gone: close may go on.
+    gate.leave();
+}
+
+/// The expiry of the buffer of `link`, if it is still in `sink`.
+fn expire_in(sink: &Arc<PoolShared>, link: &Arc<TimerLink>) {
     let mut list = sink.list.lock();
     let found = list.entries.iter().position(|slot| {
         slot.expiry.is_some()
@@ -692,6 +768,7 @@ impl BufferPool {
             on_returned: config.on_buffer_returned,
             on_expired: config.on_timer_expired,
             generation: AtomicU64::new(0),
+            expiry_gate: Arc::new(ExpiryGate::new()),
         });
         Ok(Self(Module::new(BufferPoolNode { core, shared })?))
     }
@@ -841,7 +918,10 @@ impl BufferPoolNode {
         let storage = buffer.into_storage();
         let expiry = Expiry::armed(timeout_ms, context);
         if let Some(timer) = &storage.timer {
-            *timer.link.sink.lock() = Some(Arc::downgrade(&self.shared));
+            *timer.link.sink.lock() = Some((
+                Arc::downgrade(&self.shared),
+                Arc::clone(&self.shared.expiry_gate),
+            ));
             timer.timer.start(expiry.period());
         }
         list.entries.push_back(Slot {
@@ -997,6 +1077,7 @@ impl ModuleNode for BufferPoolNode {
             list.additional = 0;
             list.open = true;
         }
+        self.shared.expiry_gate.reopen();
         let Some(settings) = self.shared.source else {
             return Ok(());
         };
@@ -1028,6 +1109,9 @@ impl ModuleNode for BufferPoolNode {
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
         }
         self.drain();
+        // An expiry that took its buffer out of the list before the drain may still be running
+        // (the client's callback); it holds this sink until it leaves.
+        self.shared.expiry_gate.shut_and_wait();
     }
 }
 

@@ -11,6 +11,7 @@ use crate::types::{KIRQL, NTSTATUS};
 
 pub use crate::framework::faults::{Counters, FaultPoint};
 
+pub mod callgrind;
 pub mod heap;
 pub mod pnp;
 pub mod target;

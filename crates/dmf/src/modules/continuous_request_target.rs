@@ -209,6 +209,11 @@ impl OutputBuffer {
         Self { buffer, valid }
     }
 
+    /// The pool buffer back (the module keeps one the client left for the resend).
+    fn into_buffer(self) -> PoolBuffer {
+        self.buffer
+    }
+
     /// The bytes the target returned.
     #[must_use]
     pub fn data(&self) -> &[u8] {

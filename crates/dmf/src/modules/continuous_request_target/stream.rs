@@ -88,6 +88,21 @@ use crate::wdf::work_item::WorkItem;
 /// before it leaves the rest to the work item.
 pub(crate) const LOOP_BUDGET: usize = 32;
 
+/// Buffers a completed send leaves for the resend of its slot.
+#[derive(Default)]
+struct Kept {
+    input: Option<PoolBuffer>,
+    output: Option<PoolBuffer>,
+}
+
+/// A buffer kept for a resend, zeroed as its source pool zeroes a returned buffer.
+fn zeroed(mut buffer: PoolBuffer) -> PoolBuffer {
+    let (data, context) = buffer.parts_mut();
+    data.fill(0);
+    context.fill(0);
+    buffer
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Idle,
@@ -525,13 +540,12 @@ impl StreamShared {
             stopping,
             target,
         } = job;
-        // The input buffer always goes back to its pool.
-        drop(input);
-        let resend = if stopping || (suspect && completion.status == NtStatus::CANCELLED) {
+        let (resend, output) = if stopping || (suspect && completion.status == NtStatus::CANCELLED)
+        {
             // Stopping: the data is dropped and the client is not called (as in DMF). A cancel
             // that was meant for an earlier send of this slot is not the client's business.
             drop(output);
-            true
+            (true, None)
         } else {
             let mut output = output.map(|buffer| OutputBuffer::new(buffer, completion.information));
             let disposition = match &self.output_callback {
@@ -541,17 +555,29 @@ impl StreamShared {
                 }
                 None => BufferDisposition::ContinuousRequestTargetAndStopStreaming,
             };
-            // A buffer the client did not take goes back to its pool.
-            drop(output);
-            disposition.continues_streaming()
+            let resend = disposition.continues_streaming();
+            // A buffer the client did not take stays with the request for its resend (DMF
+            // puts it back into the pool and gets one again: the same, zeroed, buffer here,
+            // without the two pool lock sections); otherwise it goes back to its pool.
+            let kept = if resend {
+                output.map(OutputBuffer::into_buffer)
+            } else {
+                drop(output);
+                None
+            };
+            (resend, kept)
         };
         if !resend {
+            // Back to their pools before the reference goes.
+            drop((input, output));
             self.end_stream(slot.index, reference);
             return self.next_job(budget);
         }
         // The resend ends the stream itself if the module is stopping, closing or out of
-        // buffers.
-        match self.send_slot(&slot, reference, stopping, target, budget) {
+        // buffers. The input buffer is reused too (zeroed, then filled again), as DMF would
+        // put it back and get one.
+        let kept = Kept { input, output };
+        match self.send_slot(&slot, reference, kept, stopping, target, budget) {
             Ok(next) => next,
             Err(_) => self.next_job(budget),
         }
@@ -568,6 +594,7 @@ impl StreamShared {
         &self,
         slot: &Arc<StreamSlot>,
         previous: Option<HeldReference>,
+        kept: Kept,
         stopping: bool,
         target: Option<usize>,
         budget: usize,
@@ -579,6 +606,8 @@ impl StreamShared {
                 reference
             }
             Err(status) => {
+                // Buffers back to their pools before the reference goes.
+                drop(kept);
                 self.end_stream(index, previous);
                 return Err(status);
             }
@@ -594,12 +623,13 @@ impl StreamShared {
         let target = match target {
             Ok(target) => target,
             Err(status) => {
+                drop(kept);
                 self.end_stream(index, Some(reference));
                 return Err(status);
             }
         };
         let io_target = IoTarget::borrowed(target as WDFIOTARGET);
-        let (input, output) = match self.prepare(&slot.request, &io_target) {
+        let (input, output) = match self.prepare(&slot.request, &io_target, kept) {
             Ok(buffers) => buffers,
             // Buffers already taken went back to their pools when dropped.
             Err(status) => {
@@ -705,17 +735,27 @@ impl StreamShared {
         next
     }
 
-    /// Reuses and formats the request with fresh buffers (the input filled by the client).
+    /// Reuses and formats the request with fresh buffers (the input filled by the client):
+    /// those `kept` from the slot's last send, zeroed as their pool would, else from the pools.
+    /// On failure every buffer has gone back to its pool when this returns.
     fn prepare(
         &self,
         request: &Request,
         target: &IoTarget,
+        kept: Kept,
     ) -> Result<(Option<PoolBuffer>, Option<PoolBuffer>), NtStatus> {
+        let Kept {
+            input: kept_input,
+            output: kept_output,
+        } = kept;
         request.reuse(NtStatus::SUCCESS)?;
         let mut input_range = None;
         let input = match &self.input_pool {
             Some(pool) => {
-                let mut buffer = pool.get()?;
+                let mut buffer = match kept_input {
+                    Some(buffer) => zeroed(buffer),
+                    None => pool.get()?,
+                };
                 let size = buffer.len();
                 let used = match &self.input_callback {
                     Some(callback) => {
@@ -733,9 +773,10 @@ impl StreamShared {
             }
             None => None,
         };
-        let output = match &self.output_pool {
-            Some(pool) => Some(pool.get()?),
-            None => None,
+        let output = match (&self.output_pool, kept_output) {
+            (Some(_), Some(buffer)) => Some(zeroed(buffer)),
+            (Some(pool), None) => Some(pool.get()?),
+            (None, _) => None,
         };
         let output_range = output
             .as_ref()
@@ -807,7 +848,8 @@ impl StreamShared {
                 self.end_stream(index, None);
                 continue;
             }
-            let next = match self.send_slot(&slot, None, stopping, target, budget) {
+            let next = match self.send_slot(&slot, None, Kept::default(), stopping, target, budget)
+            {
                 Ok(next) => next,
                 Err(status) => {
                     result = Err(status);

@@ -20,7 +20,8 @@
 //! completion is processed inside a send of this module:
 //!
 //! * a completion that finds its own slot still `Sending` (its send has not returned yet, on
-//!   this thread or another one) only records itself in the slot (`early`);
+//!   this thread or another one) only records itself in the slot, without the lock (the
+//!   slot's `send` word and `early_*` fields; the sender's section after the send reads them);
 //! * a completion of another slot that arrives while any send of this module is in progress
 //!   (`in_send`) goes to the `ready` list;
 //!
@@ -36,9 +37,11 @@
 //! work item (which loops the same way and queues itself again), so a target that always
 //! completes inline holds no thread for ever: not the caller of `start`, not a DPC.
 //!
-//! Per streamed request, a loop takes the state lock three times: in the completion routine, to
-//! commit the resend, and after the send returned (where it also takes the next completion's
-//! buffers and reference).
+//! Per streamed request against a target that completes inline, a loop takes the state lock
+//! twice, as DMF's C does: to commit the resend, and after the send returned (where it also
+//! takes the next completion's buffers and reference). The completion routine of a send that
+//! has not returned yet takes no lock; one that completes later takes it once more. A resend
+//! reuses the buffers its slot had (zeroed), so the pools' locks are not taken either.
 //!
 //! # References and lifetime
 //!
@@ -66,7 +69,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{WDFIOTARGET, WDFOBJECT};
@@ -137,6 +140,54 @@ pub(crate) struct StreamSlot {
     request: Request,
     shared: Weak<StreamShared>,
     gate: Arc<CompletionGate>,
+    /// The race between a send's return and its completion, decided without the lock:
+    /// `SEND_NONE`, `SEND_PENDING` (committed, the send has not returned: set in the commit
+    /// section), `SEND_EARLY` (completed before the send returned: the completion is in the
+    /// `early_*` fields, written before the word). The sender's section after the send swaps
+    /// it back to `SEND_NONE`.
+    send: AtomicU8,
+    early_status: AtomicI32,
+    early_information: AtomicUsize,
+    early_ioctl: AtomicU32,
+}
+
+const SEND_NONE: u8 = 0;
+const SEND_PENDING: u8 = 1;
+const SEND_EARLY: u8 = 2;
+
+impl StreamSlot {
+    /// Records `completion` as the early completion of the send in progress, if its send has
+    /// not returned yet (no lock: the sender reads it in its section after the send).
+    fn record_early(&self, completion: &Completion) -> bool {
+        if self.send.load(Ordering::Acquire) != SEND_PENDING {
+            return false;
+        }
+        self.early_status
+            .store(completion.status.raw(), Ordering::Relaxed);
+        self.early_information
+            .store(completion.information, Ordering::Relaxed);
+        self.early_ioctl.store(completion.ioctl, Ordering::Relaxed);
+        self.send
+            .compare_exchange(
+                SEND_PENDING,
+                SEND_EARLY,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The sender's side, in its section after the send: the early completion, if one came.
+    fn take_early(&self) -> Option<Completion> {
+        if self.send.swap(SEND_NONE, Ordering::AcqRel) != SEND_EARLY {
+            return None;
+        }
+        Some(Completion {
+            status: NtStatus::from_raw(self.early_status.load(Ordering::Relaxed)),
+            information: self.early_information.load(Ordering::Relaxed),
+            ioctl: self.early_ioctl.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// Completion routines of the module still running. A completion routine's last module
@@ -148,16 +199,20 @@ pub(crate) struct StreamSlot {
 /// framework object (atomics and an event), so leaving it last is safe.
 struct CompletionGate {
     active: AtomicUsize,
+    /// Close is waiting: the last routine out signals `idle` (otherwise nobody needs it).
+    waiting: AtomicBool,
     idle: Event,
 }
 
 impl CompletionGate {
     fn enter(&self) {
-        self.active.fetch_add(1, Ordering::AcqRel);
+        self.active.fetch_add(1, Ordering::SeqCst);
     }
 
     fn exit(&self) {
-        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Sequentially consistent with `wait_idle`: either it sees this decrement, or this
+        // sees its flag and signals.
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiting.load(Ordering::SeqCst) {
             self.idle.set();
         }
     }
@@ -165,13 +220,15 @@ impl CompletionGate {
     /// Waits (`PASSIVE_LEVEL`) until no completion routine is running. Called by close once
     /// every module reference was released: no new completion routine can start then.
     fn wait_idle(&self) {
+        self.waiting.store(true, Ordering::SeqCst);
         loop {
             self.idle.clear();
-            if self.active.load(Ordering::Acquire) == 0 {
-                return;
+            if self.active.load(Ordering::SeqCst) == 0 {
+                break;
             }
             self.idle.wait();
         }
+        self.waiting.store(false, Ordering::SeqCst);
     }
 }
 
@@ -340,6 +397,7 @@ impl StreamShared {
             ended: Event::new(EventKind::Notification, false),
             gate: Arc::new(CompletionGate {
                 active: AtomicUsize::new(0),
+                waiting: AtomicBool::new(false),
                 idle: Event::new(EventKind::Notification, false),
             }),
             stopping_hint: AtomicBool::new(true),
@@ -367,6 +425,10 @@ impl StreamShared {
                 request,
                 shared: Arc::downgrade(self),
                 gate: Arc::clone(&self.gate),
+                send: AtomicU8::new(SEND_NONE),
+                early_status: AtomicI32::new(0),
+                early_information: AtomicUsize::new(0),
+                early_ioctl: AtomicU32::new(0),
             }));
             slots.push(SlotState {
                 phase: Phase::Idle,
@@ -479,6 +541,11 @@ impl StreamShared {
 
     /// The completion routine of every streaming send (at the IRQL of whoever completed it).
     fn completed(&self, slot: Arc<StreamSlot>, completion: Completion) {
+        if slot.record_early(&completion) {
+            // The send of this request has not returned yet (inline completion, or a
+            // completion on another thread racing the return): its sender lists it.
+            return;
+        }
         let may = self.may_process(LOOP_BUDGET);
         let job = {
             let mut state = self.state.lock();
@@ -487,8 +554,9 @@ impl StreamShared {
                 return;
             };
             if s.phase == Phase::Sending {
-                // The send of this request has not returned yet (inline completion, or a
-                // completion on another thread racing the return): its sender lists it.
+                // Its sender's section after the send has not run yet, but the send word said
+                // otherwise: not expected (the word is pending from the commit section to
+                // that one); recorded the locked way all the same.
                 s.early = Some(completion);
                 return;
             }
@@ -637,7 +705,7 @@ impl StreamShared {
                 return Err(status);
             }
         };
-        if let Err((status, reference)) = self.commit(index, target, input, output, reference) {
+        if let Err((status, reference)) = self.commit(slot, target, input, output, reference) {
             self.end_stream(index, Some(reference));
             return Err(status);
         }
@@ -649,6 +717,7 @@ impl StreamShared {
             // take: a failed send is followed by a look at the list.)
             let (input, output, reference) = {
                 let mut state = self.state.lock();
+                slot.send.store(SEND_NONE, Ordering::Release);
                 state.in_send -= 1;
                 state.slots.get_mut(index).map_or((None, None, None), |s| {
                     (s.input.take(), s.output.take(), s.reference.take())
@@ -666,7 +735,7 @@ impl StreamShared {
     /// the target was cleared or changed since the slot was taken.
     fn commit(
         &self,
-        index: usize,
+        slot: &StreamSlot,
         target: usize,
         input: Option<PoolBuffer>,
         output: Option<PoolBuffer>,
@@ -676,7 +745,7 @@ impl StreamShared {
             let mut state = self.state.lock();
             let (start, stopping) = (state.start_count, state.stopping);
             let same_target = state.target == Some(target);
-            match state.slots.get_mut(index) {
+            match state.slots.get_mut(slot.index) {
                 Some(s) if same_target => {
                     s.seq += 1;
                     s.phase = Phase::Sending;
@@ -685,6 +754,7 @@ impl StreamShared {
                     // stop finds it `Sending`).
                     s.cancel_pending = stopping;
                     s.early = None;
+                    slot.send.store(SEND_PENDING, Ordering::Release);
                     s.stream_start = start;
                     // Stored before the send: the completion may run before it returns.
                     s.input = input;
@@ -715,7 +785,7 @@ impl StreamShared {
             let mut listed = None;
             if let Some(s) = state.slots.get_mut(slot.index) {
                 debug_assert_eq!(s.phase, Phase::Sending);
-                if let Some(completion) = s.early.take() {
+                if let Some(completion) = slot.take_early().or_else(|| s.early.take()) {
                     s.phase = Phase::Completing;
                     listed = Some((Arc::clone(slot), completion));
                 } else {

@@ -668,12 +668,17 @@ impl StreamShared {
         budget: usize,
     ) -> Result<Option<Job>, NtStatus> {
         let index = slot.index;
-        let reference = match self.references.acquire() {
-            Ok(reference) => {
-                drop(previous);
-                reference
-            }
-            Err(status) => {
+        let acquired = match previous {
+            // Handed on to the resend while the module is open (as good as a new one).
+            Some(previous) if previous.module_open() => Ok(previous),
+            previous => self
+                .references
+                .acquire()
+                .map_err(|status| (status, previous)),
+        };
+        let reference = match acquired {
+            Ok(reference) => reference,
+            Err((status, previous)) => {
                 // Buffers back to their pools before the reference goes.
                 drop(kept);
                 self.end_stream(index, previous);

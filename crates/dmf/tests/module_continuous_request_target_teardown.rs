@@ -66,7 +66,7 @@ fn config(callbacks: &Arc<AtomicUsize>) -> ContinuousRequestTargetConfig {
 
 fn teardown_once(seed: u64, answer: Answer, teardown: Teardown, passive: bool) {
     let session = Session::begin_with_seed(seed);
-    let device = ProgrammableTarget::create("\\??\\CrtTeardown");
+    let device = ProgrammableTarget::create(&format!("\\??\\CrtTeardown{answer:?}{passive}"));
     device.set_responder(move |r| {
         let response = Response::data(&r.input);
         match answer {
@@ -129,6 +129,8 @@ fn teardown_once(seed: u64, answer: Answer, teardown: Teardown, passive: bool) {
     drop(target);
     host.remove();
     driver.unload();
+    // Within the session: the next one may register a target of the same name.
+    drop(device);
     session.end();
 }
 

@@ -637,7 +637,7 @@ impl PoolShared {
             list.additional -= 1;
             list.created -= 1;
             true
-        } else if list.entries.try_reserve(1).is_err() {
+        } else if !room_for_one(&mut list.entries) {
             list.created -= 1;
             true
         } else {
@@ -660,8 +660,22 @@ impl PoolShared {
     }
 }
 
+/// Room for one more entry in `entries` (allocates only past the capacity reserved at open,
+/// which look-aside growth can exceed).
+fn room_for_one(entries: &mut VecDeque<Slot>) -> bool {
+    entries.len() < entries.capacity() || entries.try_reserve(1).is_ok()
+}
+
 /// Removes the first entry whose timer can be stopped (or that has none).
 fn remove_head(list: &mut PoolList) -> Option<Storage> {
+    // Fast path: the head has no armed timer (always so in a source pool).
+    if list
+        .entries
+        .front()
+        .is_some_and(|slot| slot.expiry.is_none())
+    {
+        return list.entries.pop_front().map(|slot| slot.storage);
+    }
     let index = list
         .entries
         .iter()
@@ -840,7 +854,7 @@ impl BufferPoolNode {
     fn cannot_insert(list: &mut PoolList) -> Option<PutErrorKind> {
         if !list.open {
             Some(PutErrorKind::PoolClosed)
-        } else if list.entries.try_reserve(1).is_err() {
+        } else if !room_for_one(&mut list.entries) {
             Some(PutErrorKind::InsufficientResources)
         } else {
             None

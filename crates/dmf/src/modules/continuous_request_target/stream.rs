@@ -353,7 +353,11 @@ impl SharedCompletion for StreamSlot {
         // so it will wait for this gate too.
         let gate = Arc::clone(&self.gate);
         gate.enter();
-        if let Some(shared) = self.shared.upgrade() {
+        if self.record_early(completion) {
+            // Its send has not returned yet: the sender lists it (no need for the shared
+            // state here).
+            drop(self);
+        } else if let Some(shared) = self.shared.upgrade() {
             shared.completed(self, *completion);
             drop(shared);
         } else {
@@ -540,12 +544,9 @@ impl StreamShared {
     }
 
     /// The completion routine of every streaming send (at the IRQL of whoever completed it).
+    /// (A completion whose send has not returned yet was recorded in its slot by the
+    /// trampoline, without the lock: its sender lists it.)
     fn completed(&self, slot: Arc<StreamSlot>, completion: Completion) {
-        if slot.record_early(&completion) {
-            // The send of this request has not returned yet (inline completion, or a
-            // completion on another thread racing the return): its sender lists it.
-            return;
-        }
         let may = self.may_process(LOOP_BUDGET);
         let job = {
             let mut state = self.state.lock();
@@ -798,11 +799,17 @@ impl StreamShared {
                     cancel = core::mem::take(&mut s.cancel_pending);
                 }
             }
-            if let Some(listed) = listed {
-                // Behind what was listed before: first come, first served.
-                state.ready.push_back(listed);
-            }
-            (state.next_job(may), cancel)
+            let next = match listed {
+                // Nothing listed before it: processed next, without going through the list.
+                Some(listed) if may && state.ready.is_empty() => Some(state.take(listed)),
+                Some(listed) => {
+                    // Behind what was listed before: first come, first served.
+                    state.ready.push_back(listed);
+                    state.next_job(may)
+                }
+                None => state.next_job(may),
+            };
+            (next, cancel)
         };
         if cancel {
             let _ = slot.request.cancel();

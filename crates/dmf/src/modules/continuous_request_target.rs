@@ -141,6 +141,17 @@
 //!   provided; passive-level stream completions never get lost (their queue is preallocated).
 //! * A target that completes inline does not make the stream recurse (see above); DMF resends
 //!   from its completion routine, one stack level deeper per request.
+//! * A resend reuses the input and output buffers of its request's last send (zeroed, as the
+//!   pool zeroes a returned buffer) instead of putting them back and getting new ones; an output
+//!   buffer the client took is replaced from the pool. What the client and the target see is
+//!   the same; the pools' locks are not taken per request. `output_buffers_free` and
+//!   `input_buffers_free` count the buffers of streaming requests as in use.
+//! * `buffer_put` on a module that is not open is refused with `STATUS_INVALID_DEVICE_STATE`
+//!   (its module reference fails), handing the buffer back: dropped, it returns to its pool, or
+//!   is freed once that pool is closed; it is never lost.
+//! * Close, and dropping the module, return only when no completion routine of the module is
+//!   still running: every framework object the module owns is deleted by then, never later on
+//!   a completion's thread.
 
 #[path = "continuous_request_target/stream.rs"]
 mod stream;

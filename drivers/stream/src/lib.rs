@@ -138,10 +138,10 @@ fn sensor_attributes(stats: &Arc<Stats>) -> ModuleAttributes {
     let closing = Arc::clone(stats);
     let mut attributes = ModuleAttributes::static_module();
     attributes.post_open = Some(Box::new(move || {
-        opened.connected.store(1, Ordering::Release)
+        opened.connected.store(1, Ordering::Release);
     }));
     attributes.pre_close = Some(Box::new(move || {
-        closing.connected.store(0, Ordering::Release)
+        closing.connected.store(0, Ordering::Release);
     }));
     attributes
 }

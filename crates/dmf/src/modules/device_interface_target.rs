@@ -407,16 +407,22 @@ impl Child {
 
     /// Creates the child a target module uses: a `ContinuousRequestTarget` in Manual mode (the
     /// wrapper does Automatic itself) or a `RequestTarget`. Returns it and the client's mode.
+    /// `dynamic`: the child opens at once and is closed when dropped (a per-target child),
+    /// instead of being opened and closed by its parent's tree.
     pub(crate) fn create(
         device: Device,
         mut config: ContinuousRequestTargetConfig,
         passive: bool,
+        dynamic: bool,
     ) -> Result<(Self, Mode), ModuleError> {
+        let attributes = |name| {
+            let mut attributes = ModuleAttributes::child_of(passive, name);
+            attributes.dynamic = dynamic;
+            attributes
+        };
         if config.continuous_request_count == 0 {
-            let requests = RequestTarget::create(
-                device.handle().cast(),
-                ModuleAttributes::child_of(passive, "RequestTarget"),
-            )?;
+            let requests =
+                RequestTarget::create(device.handle().cast(), attributes("RequestTarget"))?;
             return Ok((Self::Requests(requests), Mode::Manual));
         }
         let mode = config.mode;
@@ -424,7 +430,7 @@ impl Child {
         let stream = ContinuousRequestTarget::create(
             device.handle().cast(),
             config,
-            ModuleAttributes::child_of(passive, "ContinuousRequestTarget"),
+            attributes("ContinuousRequestTarget"),
         )?;
         Ok((Self::Stream(stream), mode))
     }
@@ -601,7 +607,7 @@ impl DeviceInterfaceTarget {
             true,
             attributes,
         )?;
-        let (child, mode) = Child::create(device, crt, passive)?;
+        let (child, mode) = Child::create(device, crt, passive, false)?;
         let pnp = WaitLock::create(Pnp {
             bound: None,
             reason: CloseReason::NotSet,

@@ -310,9 +310,11 @@ fn default_open_is_read_write_shared_and_later_arrivals_are_found() {
         Some((GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | 2))
     );
     // Another instance of the class, and a duplicate arrival of the first: both ignored.
+    // (The first holds its reads so the framework goes idle once both were handled.)
+    first.set_responder(|_| Response::Hold);
     let second = sensor();
-    first.set_interface_enabled(true);
-    std::thread::sleep(Duration::from_millis(10));
+    first.repeat_arrival();
+    session.wait_idle();
     assert_eq!((first.open_count(), second.open_count()), (1, 0));
     assert_eq!(
         log.take(),
@@ -355,12 +357,14 @@ fn declined_arrival_and_failed_open_leave_the_module_closed_and_later_arrivals_w
         streaming(&log, 2, Mode::Automatic),
         &no_veto(),
     );
+    let declining = Arc::new(AtomicBool::new(true));
     let pnp_log = Arc::clone(&log);
     let vanish = Arc::clone(&vanishing);
     let decline = Arc::clone(&declined);
+    let decline_all = Arc::clone(&declining);
     config.on_pnp_notification = Some(Box::new(move |_, name| {
         let name = String::from_utf16_lossy(name);
-        if *decline.lock().unwrap() == name {
+        if decline_all.load(Ordering::SeqCst) || *decline.lock().unwrap() == name {
             pnp_log.push("declined");
             return false;
         }
@@ -373,15 +377,38 @@ fn declined_arrival_and_failed_open_leave_the_module_closed_and_later_arrivals_w
     }));
     let module =
         DeviceInterfaceTarget::create(device(&host), config, attributes(&log, true)).unwrap();
+    // Both arrive while the client declines everything.
     let first = sensor();
+    let second = ProgrammableTarget::with_interface(CLASS);
+    common::wait_until("both declined", || {
+        log.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "declined")
+            .count()
+            == 2
+    });
     *declined.lock().unwrap() = first.symbolic_link().to_string();
+    declining.store(false, Ordering::SeqCst);
     first.set_interface_enabled(false);
     first.set_interface_enabled(true);
-    log.wait_for("declined");
-    let second = ProgrammableTarget::with_interface(CLASS);
-    // `second`'s arrival may already be queued: it goes between the notification and the
-    // open when the test hands it over first.
-    *vanishing.lock().unwrap() = Some(second);
+    common::wait_until("first declined again", || {
+        log.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "declined")
+            .count()
+            == 3
+    });
+    // The second arrives again, and its device goes before the module opens it.
+    {
+        let mut slot = vanishing.lock().unwrap();
+        second.repeat_arrival();
+        *slot = Some(second);
+    }
+    log.wait_for("vanished");
     let third = sensor();
     wait_open(&module);
     assert_eq!(first.open_count(), 0, "declined");
@@ -1110,6 +1137,7 @@ fn allocation_failure_at_each_step_of_an_arrival_drops_it_cleanly() {
             let module =
                 DeviceInterfaceTarget::create(device(&host), config, attributes(&log, true))
                     .unwrap();
+            session.wait_idle();
             let live = sim::counters().live_objects;
             let failing = ProgrammableTarget::with_interface(CLASS);
             session.wait_idle();

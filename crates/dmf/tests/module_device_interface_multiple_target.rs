@@ -422,7 +422,7 @@ fn declined_and_vetoed_arrivals_are_not_targets() {
     veto.lock().unwrap().clear();
     declining.store(true, Ordering::SeqCst);
     let skipped = sensor();
-    let declines = || {
+    let decline_count = || {
         log.events
             .lock()
             .unwrap()
@@ -430,12 +430,12 @@ fn declined_and_vetoed_arrivals_are_not_targets() {
             .filter(|(_, e)| e == "declined")
             .count()
     };
-    common::wait_until("declined", || declines() == 1);
+    common::wait_until("declined", || decline_count() == 1);
     *declined.lock().unwrap() = skipped.symbolic_link().to_string();
     declining.store(false, Ordering::SeqCst);
     skipped.set_interface_enabled(false);
     skipped.set_interface_enabled(true);
-    common::wait_until("declined again", || declines() == 2);
+    common::wait_until("declined again", || decline_count() == 2);
     assert_eq!(skipped.open_count(), 0);
     let accepted = sensor();
     let target = log.target(&accepted);

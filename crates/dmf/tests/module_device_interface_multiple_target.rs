@@ -747,9 +747,11 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
         let device_1 = sensor();
         let target = log.target(&device_1);
         let stop = Arc::new(AtomicBool::new(false));
+        let seen_closed = Arc::new(AtomicUsize::new(0));
         let caller = {
             let module = Arc::clone(&module);
             let stop = Arc::clone(&stop);
+            let seen_closed = Arc::clone(&seen_closed);
             std::thread::spawn(move || {
                 let mut closed = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -763,7 +765,10 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
                         0,
                     ) {
                         Ok(_) => {}
-                        Err(NtStatus::INVALID_DEVICE_STATE) => closed += 1,
+                        Err(NtStatus::INVALID_DEVICE_STATE) => {
+                            closed += 1;
+                            seen_closed.fetch_add(1, Ordering::SeqCst);
+                        }
                         Err(status) => assert!(
                             [
                                 NtStatus::CANCELLED,
@@ -791,7 +796,9 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
             _ => device_1.set_interface_enabled(false),
         }
         common::wait_until("closed", || module.get(target).is_err());
-        std::thread::sleep(Duration::from_millis(2));
+        common::wait_until("a call fails after the removal", || {
+            seen_closed.load(Ordering::SeqCst) > 0
+        });
         stop.store(true, Ordering::SeqCst);
         assert!(caller.join().unwrap() > 0);
         assert_eq!(

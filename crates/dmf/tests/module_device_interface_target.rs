@@ -1045,9 +1045,11 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
         let target = sensor();
         wait_open(&module);
         let stop = Arc::new(AtomicBool::new(false));
+        let seen_closed = Arc::new(AtomicUsize::new(0));
         let caller = {
             let module = Arc::clone(&module);
             let stop = Arc::clone(&stop);
+            let seen_closed = Arc::clone(&seen_closed);
             std::thread::spawn(move || {
                 let mut closed = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -1055,7 +1057,10 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
                     match module.send_synchronously(&[], &mut output, RequestType::Ioctl, IOCTL, 0)
                     {
                         Ok(_) => {}
-                        Err(NtStatus::INVALID_DEVICE_STATE) => closed += 1,
+                        Err(NtStatus::INVALID_DEVICE_STATE) => {
+                            closed += 1;
+                            seen_closed.fetch_add(1, Ordering::SeqCst);
+                        }
                         Err(status) => assert!(
                             [
                                 NtStatus::CANCELLED,
@@ -1082,7 +1087,9 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
         } else {
             assert!(target.query_remove());
         }
-        std::thread::sleep(Duration::from_millis(2));
+        common::wait_until("a call fails after the removal", || {
+            seen_closed.load(Ordering::SeqCst) > 0
+        });
         stop.store(true, Ordering::SeqCst);
         assert!(caller.join().unwrap() > 0, "calls after the removal failed");
         assert_eq!(module.get().err(), Some(NtStatus::INVALID_DEVICE_STATE));

@@ -61,6 +61,14 @@
 //! | [`send_synchronously`](DeviceInterfaceMultipleTargetNode::send_synchronously) | `PASSIVE_LEVEL` | |
 //! | [`stream_start`](DeviceInterfaceMultipleTargetNode::stream_start) | `<= DISPATCH_LEVEL` | streaming child only |
 //! | [`stream_stop`](DeviceInterfaceMultipleTargetNode::stream_stop) | `PASSIVE_LEVEL` | no-op when the target is gone |
+//! | [`open_targets`](DeviceInterfaceMultipleTargetNode::open_targets) | any | targets open now |
+//!
+//! Every method except `guid_get` and `open_targets` takes a module reference and the
+//! target's run-down reference: with the target gone, closed for a query-remove or closing,
+//! it fails with `STATUS_INVALID_DEVICE_STATE` (`cancel` returns false, `stream_stop` does
+//! nothing). Methods of the streaming kind on a `RequestTarget` child fail with
+//! `STATUS_INVALID_DEVICE_REQUEST`. An asynchronous send holds a module reference until its
+//! completion callback returned.
 //!
 //! # Example
 //!
@@ -94,8 +102,11 @@
 //!   query-remove, `QueryRemoveComplete`.
 //! * Only targets that are open count towards keeping the module open (DMF counts down for
 //!   every destroyed target at unregister, and can close the module while targets are left).
-//! * Closing a target for a query-remove or a surprise removal cancels its single requests
-//!   still out before waiting (DMF waits).
+//! * Closing a target makes its methods fail first, then closes it (cancelling single and
+//!   synchronous requests still out, failing later sends), then waits for the calls in
+//!   progress (DMF waits before closing for a query-remove, which a pending synchronous send
+//!   hangs); a `stream_start` racing the close fails instead of restarting streams the close
+//!   waits for.
 //! * Buffer and completion callbacks are closures (shared by every target's child) rather than
 //!   functions given the module handle; a missing output callback stops a stream on a failed
 //!   completion, as a bare `ContinuousRequestTarget` does.

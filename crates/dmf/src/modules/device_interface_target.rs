@@ -57,6 +57,7 @@
 //! | [`send_synchronously`](DeviceInterfaceTargetNode::send_synchronously) | `PASSIVE_LEVEL` | bytes transferred |
 //! | [`stream_start`](DeviceInterfaceTargetNode::stream_start) | `<= DISPATCH_LEVEL` | streaming child only |
 //! | [`stream_stop`](DeviceInterfaceTargetNode::stream_stop) | `PASSIVE_LEVEL` | stops and waits; no-op when closed |
+//! | [`is_open`](DeviceInterfaceTargetNode::is_open) / [`stream_child`](DeviceInterfaceTargetNode::stream_child) | any | whether a target is bound; the streaming child (pool counters) |
 //!
 //! Every method except `guid_get` takes a module reference: with no target bound (or while it
 //! closes) it fails with `STATUS_INVALID_DEVICE_STATE`. Methods of the streaming kind on a
@@ -105,7 +106,12 @@
 //! * In Manual mode a client that did not stop streaming before the module closes does not
 //!   crash the driver (DMF resends against a cleared target): the module traces an error and
 //!   stops the streams itself.
-//! * Closing cancels the single requests still out before waiting for them (DMF waits).
+//! * Closing closes the target (for the query-remove, or for good) before waiting for the
+//!   module's references: single and synchronous requests still out are cancelled and later
+//!   sends fail, so a call racing the removal cannot hang the close (DMF waits first, and a
+//!   pending synchronous send without a timeout hangs it). A `stream_start` racing the close
+//!   fails with `STATUS_INVALID_DEVICE_STATE` instead of restarting streams the close waits
+//!   for.
 //! * A missing output callback stops a stream on a failed completion, as a bare
 //!   `ContinuousRequestTarget` does (DMF's trampoline continues, which spins on a removed
 //!   device); a missing input callback means no input buffer, as in DMF.

@@ -55,6 +55,14 @@ pub enum ConfigError {
     /// (the `BufferQueue` callbacks inside a `ThreadedBufferQueue` configuration).
     #[error("the inner BufferQueue callbacks are the module's own; use the module's fields")]
     BufferQueueCallbackSet,
+    /// Both the plain and the vetoing state-change callback were given (only one may be set).
+    #[error("only one of the state-change callbacks may be set")]
+    BothStateChangeCallbacks,
+    /// `purge_and_start_target_in_d0_callbacks` was asked for a child that cannot be static:
+    /// the per-target children of `DeviceInterfaceMultipleTarget`, or those of a dynamic
+    /// `DeviceInterfaceTarget`, receive no PnP/power callbacks.
+    #[error("purge_and_start_target_in_d0_callbacks needs a static child module")]
+    D0CallbacksOnDynamicChild,
     /// A module was added to a device collection but was created as a dynamic module, or was
     /// added twice.
     #[error("only static modules can be added to a device collection, once")]

@@ -451,3 +451,168 @@ fn methods_work_at_dispatch_level() {
     drop((pool, device));
     session.end();
 }
+
+/// Issue 10, 4.1: a buffer whose expiry timer fired while the enumeration was walking the list
+/// (its handler waits for the pool lock) is not shown to the callback: the expiry owns it, and
+/// the callback and the expiry never both have it.
+#[test]
+fn enumerate_skips_a_buffer_whose_timer_fired() {
+    let session = Session::begin_with_seed(0);
+    let device = device();
+    let mut s = settings(3, 1, 0);
+    s.create_with_timer = true;
+    let pool = source(&device, s);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let mut config = BufferPoolConfig::sink(2);
+    config.on_timer_expired = Some(Box::new(move |buffer, context| {
+        tx.lock()
+            .unwrap()
+            .send((buffer.data()[0], context))
+            .unwrap();
+    }));
+    let sink = BufferPool::create(device.handle().cast(), config, ModuleAttributes::new()).unwrap();
+    let mut first = pool.get().unwrap();
+    first.data_mut()[0] = 1;
+    sink.put(first).unwrap();
+    let mut second = pool.get().unwrap();
+    second.data_mut()[0] = 2;
+    sink.put_in_sink_with_timer(second, 1, 22).unwrap();
+    let mut shown = Vec::new();
+    let removed = sink.enumerate(|data, _| {
+        shown.push(data[0]);
+        if data[0] == 1 {
+            // The second buffer's timer fires meanwhile; its handler waits for the lock.
+            std::thread::sleep(Duration::from_millis(50));
+            D::ContinueEnumeration
+        } else {
+            D::RemoveAndStopEnumeration
+        }
+    });
+    assert_eq!(shown, [1], "the buffer whose timer fired is skipped");
+    assert!(removed.is_none());
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        (2, 22),
+        "the expiry got it"
+    );
+    assert_eq!(sink.count(), 1);
+    // A buffer whose timer has not fired is shown, and its timer keeps its remaining time.
+    let mut third = pool.get().unwrap();
+    third.data_mut()[0] = 3;
+    sink.put_in_sink_with_timer(third, 30, 33).unwrap();
+    let mut shown = Vec::new();
+    sink.enumerate(|data, _| {
+        shown.push(data[0]);
+        D::ContinueEnumeration
+    });
+    assert_eq!(shown, [1, 3]);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (3, 33));
+    session.wait_idle();
+    drop((sink, pool, device));
+    session.end();
+}
+
+/// Issue 10, 4.2: enumeration is for sinks; a source pool refuses it without calling back.
+#[test]
+fn enumerate_on_a_source_is_refused() {
+    let session = Session::begin();
+    let device = device();
+    let pool = source(&device, settings(2, 4, 0));
+    let mut called = false;
+    let result = pool.try_enumerate(|_, _| {
+        called = true;
+        D::RemoveAndStopEnumeration
+    });
+    assert_eq!(result.err(), Some(NtStatus::INVALID_DEVICE_REQUEST));
+    assert!(
+        pool.enumerate(|_, _| {
+            called = true;
+            D::RemoveAndStopEnumeration
+        })
+        .is_none()
+    );
+    assert!(!called, "the callback never ran");
+    assert_eq!(pool.count(), 2, "nothing was taken out");
+    drop((pool, device));
+    session.end();
+}
+
+/// Issue 10, 4.3: a timer put into a sink that has no expiry callback is refused with the
+/// buffer (nobody would receive it when it expires).
+#[test]
+fn timer_put_without_an_expiry_callback_is_refused() {
+    let session = Session::begin();
+    let device = device();
+    let mut s = settings(1, 4, 0);
+    s.create_with_timer = true;
+    let pool = source(&device, s);
+    let sink = BufferPool::create(
+        device.handle().cast(),
+        BufferPoolConfig::sink(1),
+        ModuleAttributes::new(),
+    )
+    .unwrap();
+    let error = sink
+        .put_in_sink_with_timer(pool.get().unwrap(), 1, 0)
+        .expect_err("no expiry callback");
+    assert_eq!(error.kind, PutErrorKind::NoExpiryCallback);
+    assert_eq!(error.status(), NtStatus::INVALID_PARAMETER);
+    drop(error);
+    assert_eq!((sink.count(), pool.count()), (0, 1), "the buffer went back");
+    drop((sink, pool, device));
+    session.end();
+}
+
+/// Issue 10, 4.7: a sink dropped while one of its buffers' expiry callbacks runs is freed by
+/// the drop (which waits for that callback), never later by the timer's handler on a framework
+/// thread: when the drop returns, every framework object of the sink is deleted.
+#[test]
+fn sink_dropped_during_an_expiry_is_freed_by_the_drop() {
+    let session = Session::begin_with_seed(0);
+    let device = device();
+    let mut s = settings(1, 1, 0);
+    s.create_with_timer = true;
+    let pool = source(&device, s);
+    let undeleted_before = sim::undeleted_objects();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let gate = Mutex::new((entered_tx, release_rx));
+    let mut config = BufferPoolConfig::sink(1);
+    config.on_timer_expired = Some(Box::new(move |buffer, _| {
+        let gate = gate.lock().unwrap();
+        gate.0.send(()).unwrap();
+        let _ = gate.1.recv_timeout(Duration::from_secs(5));
+        drop(buffer);
+    }));
+    let sink = BufferPool::create(device.handle().cast(), config, ModuleAttributes::new()).unwrap();
+    sink.put_in_sink_with_timer(pool.get().unwrap(), 1, 0)
+        .unwrap();
+    entered_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("expired");
+    let (dropped_tx, dropped_rx) = mpsc::channel::<()>();
+    let dropper = std::thread::spawn(move || {
+        drop(sink);
+        dropped_tx.send(()).unwrap();
+    });
+    assert!(
+        dropped_rx.recv_timeout(Duration::from_millis(50)).is_err(),
+        "the drop waits for the running expiry callback"
+    );
+    release_tx.send(()).unwrap();
+    dropper.join().unwrap();
+    assert_eq!(
+        sim::undeleted_objects(),
+        undeleted_before,
+        "the sink's framework objects were deleted by its drop"
+    );
+    session.wait_idle();
+    assert_eq!(
+        pool.count(),
+        1,
+        "the expired buffer went back to its source"
+    );
+    drop((pool, device));
+    session.end();
+}

@@ -144,7 +144,18 @@ fn enqueue_with_timer_expires_to_the_callback() {
         .expect_err("no timer");
     assert_eq!(error.kind, PutErrorKind::NoTimer);
     drop(error);
-    drop((q, plain, device));
+    // Without an expiry callback too (issue 10, 4.3): refused, the buffer handed back.
+    let mut s = settings(1, 4);
+    s.create_with_timer = true;
+    let silent = queue(&device, BufferQueueConfig::new(s));
+    let error = silent
+        .enqueue_with_timer(silent.fetch().unwrap(), 5, 0)
+        .expect_err("no expiry callback");
+    assert_eq!(error.kind, PutErrorKind::NoExpiryCallback);
+    assert_eq!(error.status(), NtStatus::INVALID_PARAMETER);
+    drop(error);
+    assert_eq!((silent.count(), silent.free_count()), (0, 1));
+    drop((q, plain, silent, device));
     session.end();
 }
 

@@ -603,3 +603,123 @@ fn d0_exit_stops_and_purges_d0_entry_restarts_target_then_streaming() {
     driver.unload();
     session.end();
 }
+
+/// Issue 10, 4.6: `buffer_put` on a module that is not open fails (its module reference
+/// does) with the buffer handed back, which is not lost: dropped, it goes back to its pool,
+/// and everything is freed with the module.
+#[test]
+fn buffer_put_on_a_closed_module_fails_and_the_buffer_is_freed() {
+    let session = Session::begin();
+    let device = ProgrammableTarget::create("\\??\\CrtPutClosed");
+    device.set_responder(|r| Response::data(&r.input));
+    let (driver, host) = common::boot();
+    let target = common::open_target(&host, device.symbolic_link());
+    let live_before = wdk_sys::sim::counters().live_objects;
+    let kept: Arc<Mutex<Vec<OutputBuffer>>> = Arc::default();
+    let keep = Arc::clone(&kept);
+    let crt = ContinuousRequestTarget::create(
+        common::parent(&host),
+        ContinuousRequestTargetConfig {
+            continuous_request_count: 1,
+            buffer_count_output: 2,
+            buffer_output_size: 8,
+            request_type: RequestType::Read,
+            buffer_output: Some(Box::new(move |output, _| {
+                keep.lock().unwrap().push(output.take().expect("a buffer"));
+                BufferDisposition::ClientAndStopStreaming
+            })),
+            ..ContinuousRequestTargetConfig::default()
+        },
+        ModuleAttributes::new(),
+    )
+    .unwrap();
+    crt.io_target_set(&target).unwrap();
+    crt.start().unwrap();
+    common::wait_until("the client holds a buffer", || crt.live_streams() == 0);
+    let buffer = kept.lock().unwrap().pop().expect("kept");
+    crt.io_target_clear();
+    dmf::core::lifecycle::close(&**crt.as_ref());
+    let error = crt.buffer_put(buffer).expect_err("the module is not open");
+    assert_eq!(error.status(), NtStatus::INVALID_DEVICE_STATE);
+    assert_eq!(crt.output_buffers_free(), Some(1));
+    drop(error);
+    assert_eq!(
+        crt.output_buffers_free(),
+        Some(2),
+        "back in its pool, not lost"
+    );
+    drop(crt);
+    assert_eq!(wdk_sys::sim::counters().live_objects, live_before);
+    drop(target);
+    host.remove();
+    driver.unload();
+    session.end();
+}
+
+/// A buffer the client leaves to the module is resent with its request, zeroed (data and
+/// context) as its pool would have zeroed it: the client never sees an earlier answer's bytes.
+#[test]
+fn a_buffer_left_to_the_module_comes_back_zeroed() {
+    let session = Session::begin();
+    let device = ProgrammableTarget::create("\\??\\CrtKept");
+    device.set_responder(|_| Response::data(&[0xAB, 0xCD]));
+    let (driver, host) = common::boot();
+    let target = common::open_target(&host, device.symbolic_link());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dirty = Arc::new(AtomicUsize::new(0));
+    let (count, seen_dirty) = (Arc::clone(&calls), Arc::clone(&dirty));
+    let crt = ContinuousRequestTarget::create(
+        common::parent(&host),
+        ContinuousRequestTargetConfig {
+            continuous_request_count: 1,
+            buffer_count_input: 1,
+            buffer_input_size: 4,
+            buffer_count_output: 1,
+            buffer_output_size: 8,
+            buffer_context_output_size: 4,
+            request_type: RequestType::Ioctl,
+            ioctl: IOCTL,
+            buffer_input: Some(Box::new(|data, context| {
+                assert!(data.iter().chain(context.iter()).all(|&b| b == 0));
+                data.fill(0x11);
+                4
+            })),
+            buffer_output: Some(Box::new(move |output, _| {
+                let buffer = output.as_mut().expect("a buffer");
+                assert_eq!(buffer.data(), &[0xAB, 0xCD]);
+                if buffer.buffer_mut()[2..].iter().any(|&b| b != 0)
+                    || buffer.context().iter().any(|&b| b != 0)
+                {
+                    seen_dirty.fetch_add(1, Ordering::SeqCst);
+                }
+                buffer.buffer_mut().fill(0xEE);
+                buffer.context_mut().fill(0xEE);
+                if count.fetch_add(1, Ordering::SeqCst) < 20 {
+                    BufferDisposition::ContinuousRequestTargetAndContinueStreaming
+                } else {
+                    BufferDisposition::ContinuousRequestTargetAndStopStreaming
+                }
+            })),
+            ..ContinuousRequestTargetConfig::default()
+        },
+        ModuleAttributes::new(),
+    )
+    .unwrap();
+    crt.io_target_set(&target).unwrap();
+    crt.start().unwrap();
+    common::wait_until("the stream ended", || crt.live_streams() == 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 21);
+    assert_eq!(
+        dirty.load(Ordering::SeqCst),
+        0,
+        "every buffer came back zeroed"
+    );
+    assert_eq!(crt.output_buffers_free(), Some(1));
+    assert_eq!(crt.input_buffers_free(), Some(1));
+    crt.io_target_clear();
+    drop(crt);
+    drop(target);
+    host.remove();
+    driver.unload();
+    session.end();
+}

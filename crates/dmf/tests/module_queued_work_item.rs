@@ -270,3 +270,79 @@ fn concurrent_enqueuers_each_run_once() {
     drop(device);
     session.end();
 }
+
+/// Issue 10, 4.4: dropping the module deletes its child queue and every framework object it
+/// owns before the drop returns, even right after (or while) its callback ran; the parent can
+/// be deleted at once.
+#[test]
+fn drop_deletes_every_framework_object_before_returning() {
+    for round in 0..20 {
+        let session = Session::begin_with_seed(round);
+        let device = device();
+        let undeleted_before = sim::undeleted_objects();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let (ran_tx, ran_rx) = mpsc::channel::<()>();
+        let ran_tx = Mutex::new(ran_tx);
+        let item = work_item(&device, 4, 4, move |work| {
+            ran_tx.lock().unwrap().send(()).unwrap();
+            if work.buffer()[0] == 1 {
+                // Held until the test has started dropping the module.
+                let _ = release_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(5));
+            }
+        });
+        item.enqueue(&[0]).unwrap();
+        ran_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        item.enqueue(&[1]).unwrap();
+        ran_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let dropper = std::thread::spawn(move || drop(item));
+        std::thread::sleep(Duration::from_millis(round % 3));
+        release_tx.send(()).unwrap();
+        dropper.join().unwrap();
+        assert_eq!(
+            sim::undeleted_objects(),
+            undeleted_before,
+            "every framework object of the module was deleted when its drop returned (round {round})"
+        );
+        drop(device);
+        session.end();
+    }
+}
+
+/// Issue 10, 4.5: `enqueue_and_wait` from inside the module's own callback fails at once
+/// instead of waiting for an item that can only run after the callback returned; the module
+/// keeps working.
+#[test]
+fn enqueue_and_wait_from_its_own_callback_fails_promptly() {
+    let session = Session::begin();
+    let device = device();
+    let me: Arc<Mutex<Option<Arc<QueuedWorkItem>>>> = Arc::new(Mutex::new(None));
+    let inner = Arc::clone(&me);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let item = Arc::new(work_item(&device, 4, 4, move |work| {
+        if work.buffer()[0] == 1 {
+            let module = inner.lock().unwrap().clone().expect("set before enqueue");
+            let result = module.enqueue_and_wait(&[2]);
+            tx.lock().unwrap().send(result).unwrap();
+        }
+    }));
+    *me.lock().unwrap() = Some(Arc::clone(&item));
+    item.enqueue(&[1]).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("no deadlock"),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
+    // From another thread it works, and the module goes on working.
+    assert_eq!(item.enqueue_and_wait(&[3]), Ok(()));
+    session.wait_idle();
+    assert_eq!(item.pending_count(), 0);
+    *me.lock().unwrap() = None;
+    drop(Arc::into_inner(item).expect("the only owner"));
+    drop(device);
+    session.end();
+}

@@ -197,3 +197,48 @@ fn passive_level_option_is_refused() {
     assert_eq!(error.status(), NtStatus::INVALID_DEVICE_REQUEST);
     session.end();
 }
+
+/// Issue 10, 4.5: `stop` from the module's own callback does not wait for itself; the loop
+/// stops when the callback returns, and the module keeps working (a later start runs again).
+#[test]
+fn stop_from_its_own_callback_returns_promptly() {
+    let session = Session::begin();
+    let log: Log = Arc::default();
+    let me: Arc<Mutex<Option<Arc<Thread>>>> = Arc::new(Mutex::new(None));
+    let inner = Arc::clone(&me);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let work_log = Arc::clone(&log);
+    let thread = Arc::new(dmf_thread(&log, move |_| {
+        work_log.lock().unwrap().push("work");
+        let module = inner.lock().unwrap().clone().expect("set before start");
+        module.stop();
+        tx.lock().unwrap().send(()).unwrap();
+    }));
+    *me.lock().unwrap() = Some(Arc::clone(&thread));
+    for round in 1..=2 {
+        thread.start().unwrap();
+        thread.work_ready();
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("stop from the callback returned");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !thread.is_stopped() {
+            assert!(std::time::Instant::now() < deadline, "the loop stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!thread.is_stop_pending());
+        assert_eq!(
+            log.lock().unwrap().iter().filter(|&&e| e == "post").count(),
+            round,
+            "post ran after the work that stopped the loop"
+        );
+    }
+    // An outside stop on a stopped module returns at once; start/stop still work.
+    thread.stop();
+    thread.start().unwrap();
+    thread.stop();
+    assert!(thread.is_stopped());
+    *me.lock().unwrap() = None;
+    drop(Arc::into_inner(thread).expect("the only owner"));
+    session.end();
+}

@@ -28,6 +28,7 @@ impl<T> ModuleLock<T> {
     }
 
     /// Acquires the lock.
+    #[inline]
     pub fn lock(&self) -> ModuleLockGuard<'_, T> {
         match self {
             Self::Spin(lock) => ModuleLockGuard::Spin(lock.lock()),

@@ -207,6 +207,14 @@ impl HeldReference {
     pub fn release(self) {
         drop(self);
     }
+
+    /// Whether a new reference could be taken now (the module is open, not closing): keeping
+    /// this one for the next piece of work is then the same as taking a new one and
+    /// releasing this, without the two atomic operations.
+    #[must_use]
+    pub fn module_open(&self) -> bool {
+        self.references.is_open()
+    }
 }
 
 impl Drop for HeldReference {

@@ -84,11 +84,15 @@
 //!   accounting). There are no overrun sentinels: Rust slices are bounds checked.
 //! * The timer-expiry callback is fixed when the sink is created (`on_timer_expired`); each
 //!   `put_in_sink_with_timer` passes a `usize` context instead of a callback pointer.
-//! * `enumerate` leaves the timer of a buffer running while the callback looks at it (the pool
-//!   lock already keeps the expiry handler away), so `Continue`/`Stop` need no restart with the
-//!   remaining time. A buffer whose timer fires while it is being enumerated may still be shown
-//!   to the callback; if the callback removes it, the expiry does nothing, and a reset that loses
-//!   the race with the expiry lets the expiry win (DMF skips such a buffer).
+//! * `enumerate`, as DMF, stops an armed timer before showing its buffer to the callback and
+//!   skips a buffer whose timer cannot be stopped (it is firing, or fired and its expiry
+//!   handler waits for the pool lock): the expiry owns that buffer, and the callback never sees
+//!   it. `Continue`/`Stop` restart the timer with the time that was left.
+//! * `enumerate` on a source pool does nothing and returns `None` (DMF asserts: enumeration is
+//!   for sinks); [`BufferPool::try_enumerate`] says so with `STATUS_INVALID_DEVICE_REQUEST`.
+//! * `put_in_sink_with_timer` on a sink created without `on_timer_expired` is refused
+//!   ([`PutErrorKind::NoExpiryCallback`], `STATUS_INVALID_PARAMETER`, as DMF refuses a missing
+//!   callback) instead of letting the buffer expire into nothing.
 //! * A closed sink refuses buffers (`PoolClosed`, with the buffer) instead of keeping them in a
 //!   list nobody drains.
 //! * When a sink closes, buffers still in it go back to their source pool (DMF frees them, so
@@ -102,12 +106,14 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use wdk_sys::WDFOBJECT;
 
 use crate::core::{Module, ModuleAttributes, ModuleCore, ModuleLock, ModuleNode, OpenOption};
 use crate::error::{ConfigError, ModuleError};
+use crate::wdf::entry::interrupt_time_100ns;
+use crate::wdf::event::{Event, EventKind};
 use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::timer::{CallbackLevel, Timer, TimerConfig};
 use crate::wdf::{Memory, NtStatus, PoolType};
@@ -272,6 +278,10 @@ pub enum PutErrorKind {
     /// The sink is closed (not open yet, or closed already).
     #[error("the pool is closed")]
     PoolClosed,
+    /// A timer put into a sink created without `on_timer_expired`: nobody would receive the
+    /// buffer when it expires.
+    #[error("the sink has no expiry callback (on_timer_expired)")]
+    NoExpiryCallback,
 }
 
 impl PutErrorKind {
@@ -279,16 +289,74 @@ impl PutErrorKind {
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
-            Self::ForeignBuffer | Self::NotASink | Self::NoTimer => NtStatus::INVALID_PARAMETER,
+            Self::ForeignBuffer | Self::NotASink | Self::NoTimer | Self::NoExpiryCallback => {
+                NtStatus::INVALID_PARAMETER
+            }
             Self::InsufficientResources => NtStatus::INSUFFICIENT_RESOURCES,
             Self::PoolClosed => NtStatus::INVALID_DEVICE_STATE,
         }
     }
 }
 
-/// Where a timer-capable buffer currently sits, read by its expiry handler.
+/// Where a timer-capable buffer currently sits, read by its expiry handler: the sink, and the
+/// sink's gate.
 struct TimerLink {
-    sink: SpinLock<Option<Weak<PoolShared>>>,
+    sink: SpinLock<Option<(Weak<PoolShared>, Arc<ExpiryGate>)>>,
+}
+
+/// Expiry handlers of a sink that may hold a strong reference to it. A handler enters before it
+/// upgrades its weak reference and leaves after dropping the strong one; close shuts the gate
+/// and waits for it to empty, so that a sink (which owns the module lock) is never freed by a
+/// timer's handler on a framework thread after its owner dropped it. Owns no framework object.
+struct ExpiryGate {
+    active: AtomicUsize,
+    closed: AtomicBool,
+    idle: Event,
+}
+
+impl ExpiryGate {
+    fn new() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            idle: Event::new(EventKind::Notification, false),
+        }
+    }
+
+    /// Whether a handler may go on (the sink is not closing). Pair with `leave` if so.
+    fn enter(&self) -> bool {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.leave();
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.set();
+        }
+    }
+
+    /// Shuts the gate and waits (`PASSIVE_LEVEL`) until no handler is inside. A handler that
+    /// enters after the shut sees it and leaves without touching the sink (the increment and
+    /// the flag are both sequentially consistent: either this wait sees the handler, or the
+    /// handler sees the flag).
+    fn shut_and_wait(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        loop {
+            self.idle.clear();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            self.idle.wait();
+        }
+    }
+
+    fn reopen(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
 }
 
 struct BufferTimer {
@@ -444,6 +512,29 @@ impl core::fmt::Debug for PoolBuffer {
 struct Expiry {
     period_ms: u32,
     context: usize,
+    /// Interrupt time (100 ns units) when the timer was (re)started.
+    armed_at: u64,
+}
+
+impl Expiry {
+    fn armed(period_ms: u32, context: usize) -> Self {
+        Self {
+            period_ms,
+            context,
+            armed_at: interrupt_time_100ns(),
+        }
+    }
+
+    /// What is left of the period now (zero once it has passed).
+    fn remaining(&self) -> core::time::Duration {
+        let elapsed = interrupt_time_100ns().saturating_sub(self.armed_at);
+        let period = u64::from(self.period_ms) * 10_000;
+        core::time::Duration::from_nanos(period.saturating_sub(elapsed) * 100)
+    }
+
+    fn period(&self) -> core::time::Duration {
+        core::time::Duration::from_millis(u64::from(self.period_ms))
+    }
 }
 
 struct Slot {
@@ -471,6 +562,8 @@ struct PoolShared {
     on_expired: Option<ExpiryCallback>,
     /// Bumped at each close: buffers of an older generation are freed when they come back.
     generation: AtomicU64,
+    /// Expiry handlers holding this sink (see [`ExpiryGate`]).
+    expiry_gate: Arc<ExpiryGate>,
 }
 
 /// The device object buffers' timers are parented to (only read, at buffer creation).
@@ -498,14 +591,20 @@ impl PoolShared {
             let link = Arc::new(TimerLink {
                 sink: SpinLock::create(None)?,
             });
-            let handler_link = Arc::clone(&link);
+            // Weak: the framework frees the handler when it finally deletes the timer, maybe
+            // on its own thread after the buffer was freed; the link owns a spin lock.
+            let handler_link = Arc::downgrade(&link);
             let timer = Timer::new(
                 self.parent.get(),
                 TimerConfig {
                     period: None,
                     level: CallbackLevel::Passive,
                 },
-                move || expire(&handler_link),
+                move || {
+                    if let Some(link) = handler_link.upgrade() {
+                        expire(&link);
+                    }
+                },
             )?;
             Some(BufferTimer { timer, link })
         } else {
@@ -538,7 +637,7 @@ impl PoolShared {
             list.additional -= 1;
             list.created -= 1;
             true
-        } else if list.entries.try_reserve(1).is_err() {
+        } else if !room_for_one(&mut list.entries) {
             list.created -= 1;
             true
         } else {
@@ -561,8 +660,22 @@ impl PoolShared {
     }
 }
 
+/// Room for one more entry in `entries` (allocates only past the capacity reserved at open,
+/// which look-aside growth can exceed).
+fn room_for_one(entries: &mut VecDeque<Slot>) -> bool {
+    entries.len() < entries.capacity() || entries.try_reserve(1).is_ok()
+}
+
 /// Removes the first entry whose timer can be stopped (or that has none).
 fn remove_head(list: &mut PoolList) -> Option<Storage> {
+    // Fast path: the head has no armed timer (always so in a source pool).
+    if list
+        .entries
+        .front()
+        .is_some_and(|slot| slot.expiry.is_none())
+    {
+        return list.entries.pop_front().map(|slot| slot.storage);
+    }
     let index = list
         .entries
         .iter()
@@ -575,10 +688,21 @@ fn remove_head(list: &mut PoolList) -> Option<Storage> {
 
 /// Expiry handler of one buffer's timer (`PASSIVE_LEVEL`).
 fn expire(link: &Arc<TimerLink>) {
-    let sink = link.sink.lock().take();
-    let Some(sink) = sink.and_then(|weak| weak.upgrade()) else {
+    let Some((sink, gate)) = link.sink.lock().take() else {
         return;
     };
+    if !gate.enter() {
+        return;
+    }
+    if let Some(sink) = sink.upgrade() {
+        expire_in(&sink, link);
+    }
+    // The strong reference is gone: close may go on.
+    gate.leave();
+}
+
+/// The expiry of the buffer of `link`, if it is still in `sink`.
+fn expire_in(sink: &Arc<PoolShared>, link: &Arc<TimerLink>) {
     let mut list = sink.list.lock();
     let found = list.entries.iter().position(|slot| {
         slot.expiry.is_some()
@@ -658,6 +782,7 @@ impl BufferPool {
             on_returned: config.on_buffer_returned,
             on_expired: config.on_timer_expired,
             generation: AtomicU64::new(0),
+            expiry_gate: Arc::new(ExpiryGate::new()),
         });
         Ok(Self(Module::new(BufferPoolNode { core, shared })?))
     }
@@ -729,7 +854,7 @@ impl BufferPoolNode {
     fn cannot_insert(list: &mut PoolList) -> Option<PutErrorKind> {
         if !list.open {
             Some(PutErrorKind::PoolClosed)
-        } else if list.entries.try_reserve(1).is_err() {
+        } else if !room_for_one(&mut list.entries) {
             Some(PutErrorKind::InsufficientResources)
         } else {
             None
@@ -793,24 +918,29 @@ impl BufferPoolNode {
                 buffer,
             });
         }
+        if self.shared.on_expired.is_none() {
+            return Err(PutError {
+                kind: PutErrorKind::NoExpiryCallback,
+                buffer,
+            });
+        }
         let mut list = self.shared.list.lock();
         if let Some(kind) = Self::cannot_insert(&mut list) {
             drop(list);
             return Err(PutError { kind, buffer });
         }
         let storage = buffer.into_storage();
+        let expiry = Expiry::armed(timeout_ms, context);
         if let Some(timer) = &storage.timer {
-            *timer.link.sink.lock() = Some(Arc::downgrade(&self.shared));
-            timer
-                .timer
-                .start(core::time::Duration::from_millis(u64::from(timeout_ms)));
+            *timer.link.sink.lock() = Some((
+                Arc::downgrade(&self.shared),
+                Arc::clone(&self.shared.expiry_gate),
+            ));
+            timer.timer.start(expiry.period());
         }
         list.entries.push_back(Slot {
             storage,
-            expiry: Some(Expiry {
-                period_ms: timeout_ms,
-                context,
-            }),
+            expiry: Some(expiry),
         });
         Ok(())
     }
@@ -818,42 +948,83 @@ impl BufferPoolNode {
     /// Walks the list under the pool lock (`DMF_BufferPool_Enumerate`), showing each buffer's
     /// data and context to `callback`, which decides what happens to it. Returns the buffer the
     /// callback removed, if any. The callback must not call back into this pool.
+    ///
+    /// Sinks only (as in DMF): on a source pool the callback is not called and `None` is
+    /// returned ([`BufferPool::try_enumerate`] reports the refusal). A buffer whose timer is
+    /// firing or has fired is skipped: its expiry handler owns it.
     pub fn enumerate(
         &self,
-        mut callback: impl FnMut(&mut [u8], &mut [u8]) -> EnumerationDisposition,
+        callback: impl FnMut(&mut [u8], &mut [u8]) -> EnumerationDisposition,
     ) -> Option<PoolBuffer> {
+        if let Ok(removed) = self.try_enumerate(callback) {
+            return removed;
+        }
+        crate::dmf_trace!(
+            crate::wdf::trace::TraceLevel::Error,
+            "BufferPool",
+            "enumerate on a source pool: only sinks can be enumerated"
+        );
+        None
+    }
+
+    /// [`BufferPool::enumerate`], refusing a source pool with `STATUS_INVALID_DEVICE_REQUEST`
+    /// (without calling the callback).
+    pub fn try_enumerate(
+        &self,
+        mut callback: impl FnMut(&mut [u8], &mut [u8]) -> EnumerationDisposition,
+    ) -> Result<Option<PoolBuffer>, NtStatus> {
         use EnumerationDisposition as D;
+        if self.shared.source.is_some() {
+            return Err(NtStatus::INVALID_DEVICE_REQUEST);
+        }
         let mut list = self.shared.list.lock();
         let mut index = 0;
         while index < list.entries.len() {
             let slot = &mut list.entries[index];
+            // An armed timer is stopped before the callback sees the buffer. One that cannot be
+            // stopped is firing (or fired, its handler waiting for this lock): the buffer is its
+            // expiry's, not the callback's.
+            let armed = match (&slot.expiry, &slot.storage.timer) {
+                (Some(_), Some(timer)) => {
+                    if !timer.timer.stop(false) {
+                        index += 1;
+                        continue;
+                    }
+                    true
+                }
+                _ => false,
+            };
             let (data, context) = slot.storage.parts_mut();
             let disposition = callback(data, context);
             match disposition {
-                D::ContinueEnumeration => {}
-                D::StopEnumeration => break,
-                D::RemoveAndStopEnumeration => {
-                    if let Some(timer) = &slot.storage.timer {
-                        timer.timer.stop(false);
+                D::ContinueEnumeration | D::StopEnumeration => {
+                    // The timer goes on with what was left of its period.
+                    if let (true, Some(expiry), Some(timer)) =
+                        (armed, &slot.expiry, &slot.storage.timer)
+                    {
+                        timer.timer.start(expiry.remaining());
                     }
-                    let slot = list.entries.remove(index)?;
+                }
+                D::RemoveAndStopEnumeration => {
+                    // Its timer (if armed) is stopped already.
+                    let Some(slot) = list.entries.remove(index) else {
+                        return Ok(None);
+                    };
                     drop(list);
-                    return Some(PoolBuffer::new(slot.storage));
+                    if let Some(timer) = &slot.storage.timer {
+                        *timer.link.sink.lock() = None;
+                    }
+                    return Ok(Some(PoolBuffer::new(slot.storage)));
                 }
                 D::StopTimerAndStopEnumeration | D::StopTimerAndContinueEnumeration => {
-                    if let (Some(_), Some(timer)) = (slot.expiry.take(), &slot.storage.timer) {
-                        timer.timer.stop(false);
-                    }
+                    slot.expiry = None;
                 }
                 D::ResetTimerAndStopEnumeration | D::ResetTimerAndContinueEnumeration => {
-                    if let (Some(expiry), Some(timer)) = (slot.expiry, &slot.storage.timer)
-                        && timer.timer.stop(false)
+                    if let (true, Some(expiry), Some(timer)) =
+                        (armed, &mut slot.expiry, &slot.storage.timer)
                     {
-                        timer
-                            .timer
-                            .start(core::time::Duration::from_millis(u64::from(
-                                expiry.period_ms,
-                            )));
+                        *expiry = Expiry::armed(expiry.period_ms, expiry.context);
+                        timer.timer.start(expiry.period());
                     }
                 }
             }
@@ -867,7 +1038,7 @@ impl BufferPoolNode {
             }
             index += 1;
         }
-        None
+        Ok(None)
     }
 
     /// Buffers currently in the list (`DMF_BufferPool_Count`).
@@ -920,6 +1091,7 @@ impl ModuleNode for BufferPoolNode {
             list.additional = 0;
             list.open = true;
         }
+        self.shared.expiry_gate.reopen();
         let Some(settings) = self.shared.source else {
             return Ok(());
         };
@@ -951,6 +1123,9 @@ impl ModuleNode for BufferPoolNode {
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
         }
         self.drain();
+        // An expiry that took its buffer out of the list before the drain may still be running
+        // (the client's callback); it holds this sink until it leaves.
+        self.shared.expiry_gate.shut_and_wait();
     }
 }
 

@@ -55,8 +55,9 @@
 //!   fetched from this queue returns [`PutError`] (`ForeignBuffer`) with the buffer; DMF accepts
 //!   it and corrupts its pools. A dropped buffer goes back to the producer (cleanup runs).
 //! * `enqueue_with_timer` passes a `usize` context; the expiry callback is fixed at creation
-//!   (`on_timer_expired`) instead of being passed on every call, so a missing callback cannot
-//!   happen (DMF's `STATUS_INVALID_PARAMETER`). Without one an expired buffer is reused.
+//!   (`on_timer_expired`) instead of being passed on every call. On a queue created without
+//!   one, `enqueue_with_timer` is refused ([`PutErrorKind::NoExpiryCallback`],
+//!   `STATUS_INVALID_PARAMETER`, as DMF refuses a missing callback) and the buffer handed back.
 //! * `dequeue_with_memory_descriptor` is [`PoolBuffer::memory`] on the dequeued buffer.
 
 use wdk_sys::WDFOBJECT;
@@ -203,7 +204,8 @@ impl BufferQueueNode {
 
     /// Appends a filled buffer that expires after `timeout_ms` (`DMF_BufferQueue_EnqueueWithTimer`):
     /// if it is still queued then, it goes to `on_timer_expired` with `context`. The producer
-    /// must have `create_with_timer`.
+    /// must have `create_with_timer`, and the queue an `on_timer_expired` callback
+    /// (`NoExpiryCallback` otherwise).
     pub fn enqueue_with_timer(
         &self,
         buffer: PoolBuffer,

@@ -141,6 +141,17 @@
 //!   provided; passive-level stream completions never get lost (their queue is preallocated).
 //! * A target that completes inline does not make the stream recurse (see above); DMF resends
 //!   from its completion routine, one stack level deeper per request.
+//! * A resend reuses the input and output buffers of its request's last send (zeroed, as the
+//!   pool zeroes a returned buffer) instead of putting them back and getting new ones; an output
+//!   buffer the client took is replaced from the pool. What the client and the target see is
+//!   the same; the pools' locks are not taken per request. `output_buffers_free` and
+//!   `input_buffers_free` count the buffers of streaming requests as in use.
+//! * `buffer_put` on a module that is not open is refused with `STATUS_INVALID_DEVICE_STATE`
+//!   (its module reference fails), handing the buffer back: dropped, it returns to its pool, or
+//!   is freed once that pool is closed; it is never lost.
+//! * Close, and dropping the module, return only when no completion routine of the module is
+//!   still running: every framework object the module owns is deleted by then, never later on
+//!   a completion's thread.
 
 #[path = "continuous_request_target/stream.rs"]
 mod stream;
@@ -209,6 +220,11 @@ impl OutputBuffer {
         Self { buffer, valid }
     }
 
+    /// The pool buffer back (the module keeps one the client left for the resend).
+    fn into_buffer(self) -> PoolBuffer {
+        self.buffer
+    }
+
     /// The bytes the target returned.
     #[must_use]
     pub fn data(&self) -> &[u8] {
@@ -242,21 +258,35 @@ impl core::fmt::Debug for OutputBuffer {
     }
 }
 
-/// A buffer `buffer_put` refused (it comes from another module), handed back.
-#[derive(Debug, thiserror::Error)]
-#[error("the buffer does not belong to this module's output pool")]
+/// A buffer `buffer_put` refused, handed back: it comes from another module, or this module
+/// is not open. Dropping it returns it to its own pool (or frees it, if that pool is closed).
+#[derive(Debug)]
 pub struct BufferPutError {
     /// The buffer, still the caller's.
     pub buffer: OutputBuffer,
+    status: NtStatus,
 }
 
 impl BufferPutError {
-    /// `STATUS_INVALID_PARAMETER`.
+    /// `STATUS_INVALID_PARAMETER` for a buffer of another module, `STATUS_INVALID_DEVICE_STATE`
+    /// when this module is not open.
     #[must_use]
     pub const fn status(&self) -> NtStatus {
-        NtStatus::INVALID_PARAMETER
+        self.status
     }
 }
+
+impl core::fmt::Display for BufferPutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.status == NtStatus::INVALID_DEVICE_STATE {
+            f.write_str("the module is not open")
+        } else {
+            f.write_str("the buffer does not belong to this module's output pool")
+        }
+    }
+}
+
+impl core::error::Error for BufferPutError {}
 
 /// Fills an input buffer before it is sent: `(data, context) -> bytes to send`
 /// (DMF's `EVT_DMF_ContinuousRequestTarget_BufferInput`).
@@ -470,14 +500,27 @@ impl ContinuousRequestTargetNode {
     /// Returns a client-owned output buffer to the output pool
     /// (`DMF_ContinuousRequestTarget_BufferPut`). A buffer from another module is refused and
     /// handed back. (Dropping the buffer returns it too.)
+    ///
+    /// On a module that is not open (the module reference fails) the buffer is refused too
+    /// (`STATUS_INVALID_DEVICE_STATE`); dropping it returns it to its pool, or frees it once
+    /// the pool is closed: it is never lost.
     pub fn buffer_put(&self, buffer: OutputBuffer) -> Result<(), BufferPutError> {
+        let Ok(_reference) = self.core.reference() else {
+            return Err(BufferPutError {
+                buffer,
+                status: NtStatus::INVALID_DEVICE_STATE,
+            });
+        };
         let ours = self
             .stream
             .output_pool
             .as_ref()
             .is_some_and(|pool| buffer.buffer.belongs_to(pool));
         if !ours {
-            return Err(BufferPutError { buffer });
+            return Err(BufferPutError {
+                buffer,
+                status: NtStatus::INVALID_PARAMETER,
+            });
         }
         drop(buffer);
         Ok(())

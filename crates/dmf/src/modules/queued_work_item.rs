@@ -69,6 +69,12 @@
 //!   with `STATUS_CANCELLED` and returns the item's buffer (DMF leaves those callers waiting
 //!   forever and the buffers stranded). An enqueue racing with `flush` either completes before
 //!   it or fails; it never strands its buffer.
+//! * `enqueue_and_wait` from inside the module's own callback returns
+//!   `STATUS_INVALID_DEVICE_STATE` at once (DMF deadlocks: the item cannot run before the
+//!   callback returns); the module goes on working.
+//! * The work item's handler holds the module's state weakly, so the child queue and its
+//!   framework objects are deleted when the module is dropped, not later when the framework
+//!   frees the work item's handler.
 //! * The callback sees exactly the bytes that were enqueued (DMF passes the whole buffer).
 //! * The callback returns nothing; the status for a waiting caller is set with
 //!   [`QueuedWork::status_set`] (DMF's callback result is ignored anyway).
@@ -81,7 +87,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use wdk_sys::WDFOBJECT;
 
@@ -91,6 +97,7 @@ use crate::core::{Module, ModuleAttributes, ModuleCore, ModuleNode, OpenOption, 
 use crate::error::ModuleError;
 use crate::wdf::NtStatus;
 use crate::wdf::event::{Event, EventKind};
+use crate::wdf::thread::current_thread_id;
 use crate::wdf::work_item::WorkItem;
 
 /// Bytes this module keeps in front of the client's context: the parameter length and the
@@ -165,6 +172,9 @@ struct Shared {
     /// Enqueues not yet processed by the work item loop.
     pending: AtomicU32,
     waiters: Vec<Waiter>,
+    /// The thread running the client's callback (0: none). The work item runs one loop at a
+    /// time (`pending`), so there is at most one.
+    running_thread: AtomicUsize,
 }
 
 fn header(context: &[u8]) -> (usize, u32) {
@@ -207,6 +217,8 @@ impl Shared {
 
     /// The work item: one callback per counted enqueue, while the module is not run down.
     fn run(&self) {
+        self.running_thread
+            .store(current_thread_id(), Ordering::Release);
         loop {
             if self.rundown.acquire().is_ok() {
                 self.process_one();
@@ -216,6 +228,19 @@ impl Shared {
                 break;
             }
         }
+        // Cleared after the last decrement: a loop that starts next (on another thread) sets
+        // it again; a stale value only names a thread that is not in a callback.
+        let _ = self.running_thread.compare_exchange(
+            current_thread_id(),
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Whether the calling thread is inside this module's callback.
+    fn in_callback(&self) -> bool {
+        self.running_thread.load(Ordering::Acquire) == current_thread_id()
     }
 
     fn claim_waiter(&self) -> Option<u32> {
@@ -307,11 +332,12 @@ impl QueuedWorkItemNode {
             rundown: References::new(),
             pending: AtomicU32::new(0),
             waiters,
+            running_thread: AtomicUsize::new(0),
         });
-        // A weak link: the work item's handler is freed by its destroy callback, which runs
-        // when the framework drops its last reference, possibly on the worker thread after
-        // `flush` returned. A strong link would keep the buffer queue (and its locks, children
-        // of the device) alive past close, to be deleted after the device deleted them.
+        // The handler holds the state weakly: the framework frees the handler when it finally
+        // deletes the work item, which may be on a worker thread after the module was dropped;
+        // a strong reference there would delete the child queue (spin locks, buffers) late.
+        // Close flushes the work item first, so a run never outlives the module.
         let handler = Arc::downgrade(&shared);
         let work_item = WorkItem::new(parent, move || {
             if let Some(shared) = handler.upgrade() {
@@ -362,9 +388,14 @@ impl QueuedWorkItemNode {
     /// Queues `parameters` and waits until the callback has run
     /// (`DMF_QueuedWorkItem_EnqueueAndWait`); returns the status the callback set (`Ok` for
     /// success), or `STATUS_CANCELLED` if a flush or close cancelled the item first.
-    /// `PASSIVE_LEVEL` only, never from the callback itself.
+    /// `PASSIVE_LEVEL` only. From inside this module's own callback it fails at once with
+    /// `STATUS_INVALID_DEVICE_STATE`, queuing nothing (the item could only run after the
+    /// callback returned: DMF waits for ever here).
     pub fn enqueue_and_wait(&self, parameters: &[u8]) -> Result<(), NtStatus> {
         let shared = &*self.shared;
+        if shared.in_callback() {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
         let Some(index) = shared.claim_waiter() else {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         };

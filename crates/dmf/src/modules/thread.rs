@@ -26,7 +26,7 @@
 //! | Method | IRQL | |
 //! |---|---|---|
 //! | [`start`](ThreadNode::start) | `PASSIVE_LEVEL` | `STATUS_INVALID_DEVICE_STATE` if already started or the module is not open |
-//! | [`stop`](ThreadNode::stop) | `PASSIVE_LEVEL`, not from the thread | waits until the thread is back in its idle loop; no-op if stopped |
+//! | [`stop`](ThreadNode::stop) | `PASSIVE_LEVEL` | waits until the thread is back in its idle loop; no-op if stopped; from a callback of the module, asks for the stop without waiting |
 //! | [`work_ready`](ThreadNode::work_ready) | `<= DISPATCH_LEVEL` | |
 //! | [`is_work_ready`](ThreadNode::is_work_ready) | `<= DISPATCH_LEVEL` | a work signal is pending (not yet taken by the thread) |
 //! | [`is_stop_pending`](ThreadNode::is_stop_pending) | any | |
@@ -74,16 +74,18 @@
 //!   asserts it is only used in DMF control).
 //! * `start` on a closed module fails with `STATUS_INVALID_DEVICE_STATE` instead of signalling
 //!   a thread that no longer exists.
+//! * `stop` from one of the module's own callbacks does not wait for itself (DMF deadlocks): it
+//!   asks for the stop, which completes when the callback returns.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::core::{Module, ModuleAttributes, ModuleCore, ModuleLock, ModuleNode, OpenOption};
 use crate::error::ModuleError;
 use crate::wdf::NtStatus;
 use crate::wdf::event::{Event, EventKind, wait_any};
-use crate::wdf::thread::SystemThread;
+use crate::wdf::thread::{SystemThread, current_thread_id};
 
 /// A thread callback.
 pub type ThreadCallback = Box<dyn Fn(&ThreadContext) + Send + Sync>;
@@ -131,6 +133,10 @@ pub struct ThreadContext {
     work: Event,
     is_stopped: AtomicBool,
     stop_pending: AtomicBool,
+    /// The module's thread (0 until it runs): `stop` from it must not wait for itself.
+    thread_id: AtomicUsize,
+    /// A stop asked from the module's own thread: the thread finishes it when its loop ends.
+    self_stop: AtomicBool,
 }
 
 impl ThreadContext {
@@ -154,6 +160,7 @@ impl ThreadContext {
 
     /// The thread body: idle until started or closed.
     fn run(&self) {
+        self.thread_id.store(current_thread_id(), Ordering::Release);
         loop {
             match wait_any(&[&self.start, &self.close], None) {
                 Ok(Some(0)) => {}
@@ -168,6 +175,11 @@ impl ThreadContext {
                     }
                     self.call(post.as_ref());
                 }
+            }
+            if self.self_stop.swap(false, Ordering::AcqRel) {
+                // A stop asked from a callback: nobody waits for it; the loop is stopped now.
+                self.stop_pending.store(false, Ordering::Release);
+                self.is_stopped.store(true, Ordering::Release);
             }
             let _ = self.stop_complete.set();
         }
@@ -221,6 +233,8 @@ impl ThreadNode {
             work: Event::new(EventKind::Synchronization, false),
             is_stopped: AtomicBool::new(true),
             stop_pending: AtomicBool::new(false),
+            thread_id: AtomicUsize::new(0),
+            self_stop: AtomicBool::new(false),
         });
         Ok(Self {
             core,
@@ -237,19 +251,31 @@ impl ThreadNode {
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         context.stop_pending.store(false, Ordering::Release);
+        // A stop finished by the thread itself left this signalled for nobody.
+        context.stop_complete.clear();
         let _ = context.start.set();
         Ok(())
     }
 
     /// Stops the loop and waits until the thread is idle again (`DMF_Thread_Stop`); returns at
     /// once if it is stopped. In client control this waits for the client function to return.
-    /// `PASSIVE_LEVEL`, never from the thread itself.
+    /// `PASSIVE_LEVEL`. From one of the module's own callbacks (on its thread) it asks for the
+    /// stop and returns at once instead of waiting for itself (DMF deadlocks): the loop stops
+    /// when that callback returns (client control: when the function returns), and
+    /// [`is_stopped`](Self::is_stopped) says so then.
     pub fn stop(&self) {
         let context = &*self.context;
         if context.is_stopped.load(Ordering::Acquire) {
             return;
         }
         context.stop_pending.store(true, Ordering::Release);
+        if context.thread_id.load(Ordering::Acquire) == current_thread_id() {
+            context.self_stop.store(true, Ordering::Release);
+            if let ThreadControl::Dmf { .. } = context.control {
+                let _ = context.stop.set();
+            }
+            return;
+        }
         if let ThreadControl::Dmf { .. } = context.control {
             let _ = context.stop.set();
         }

@@ -406,7 +406,7 @@ pub(crate) fn lookup(handle: usize, kind: Option<&str>, api: &str) -> Option<Arc
     };
     drop(registry);
     if let Some(kind) = kind
-        && object.kind != kind
+        && !same_kind(object.kind, kind)
     {
         verifier::report(
             rules::WRONG_HANDLE_TYPE,
@@ -416,6 +416,12 @@ pub(crate) fn lookup(handle: usize, kind: Option<&str>, api: &str) -> Option<Arc
         return None;
     }
     Some(object)
+}
+
+/// Whether two KMDF type names are equal: the same static string (the usual case: every
+/// caller passes its module's `KIND` constant) or equal bytes.
+fn same_kind(a: &str, b: &str) -> bool {
+    core::ptr::eq(a, b) || a == b
 }
 
 /// Finds a live object without reporting anything when it is gone (framework-internal paths
@@ -559,6 +565,17 @@ pub(crate) fn dereference(object: &Arc<Object>, api: &str) {
         }
     }
     drop_reference(object);
+}
+
+/// Live objects whose deletion has not begun: neither deleted by the driver nor by a parent's
+/// deletion. (An object deleted while the framework still holds a reference on it, a work item
+/// whose callback is just returning, say, stays live until that reference goes, but is not
+/// counted here.)
+pub(crate) fn undeleted_count() -> usize {
+    all_live()
+        .iter()
+        .filter(|object| !object.state().cleanup_started)
+        .count()
 }
 
 /// Every live object, oldest first.

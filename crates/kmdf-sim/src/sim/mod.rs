@@ -11,6 +11,7 @@ use crate::types::{KIRQL, NTSTATUS};
 
 pub use crate::framework::faults::{Counters, FaultPoint};
 
+pub mod callgrind;
 pub mod heap;
 pub mod pnp;
 pub mod target;
@@ -86,6 +87,25 @@ impl Session {
     /// the clock.
     #[must_use]
     pub fn begin() -> Self {
+        let forced = *SEED_OVERRIDE.lock().unwrap_or_else(PoisonError::into_inner);
+        let seed = forced
+            .or_else(|| {
+                std::env::var("KMDF_SIM_SEED")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            })
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| u64::from(d.subsec_nanos()) | 1)
+            });
+        Self::begin_with_seed(seed)
+    }
+
+    /// Begins a session with the scheduling seed `seed` (0 turns the random job delays off),
+    /// whatever `KMDF_SIM_SEED` says: a test that loops over seeds replays each interleaving.
+    #[must_use]
+    pub fn begin_with_seed(seed: u64) -> Self {
         let serial = SESSION_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         exec::wait_idle(IDLE_TIMEOUT);
         exec::reset();
@@ -101,18 +121,6 @@ impl Session {
         let _ = log::take();
         let _ = debug_output::take();
         irql::set(irql::PASSIVE);
-        let forced = *SEED_OVERRIDE.lock().unwrap_or_else(PoisonError::into_inner);
-        let seed = forced
-            .or_else(|| {
-                std::env::var("KMDF_SIM_SEED")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-            })
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| u64::from(d.subsec_nanos()) | 1)
-            });
         exec::set_seed(seed);
         Self {
             _serial: serial,
@@ -210,6 +218,16 @@ pub fn clear_faults() {
 #[must_use]
 pub fn counters() -> Counters {
     faults::counters()
+}
+
+/// WDF objects alive now whose deletion has not begun (neither the driver nor a parent's
+/// deletion deleted them). Unlike [`Counters::live_objects`], an object already deleted that
+/// stays alive only until the framework drops its own reference (a work item whose callback is
+/// returning) is not counted: a test can check right after a teardown that the driver deleted
+/// everything it owned, without waiting for framework threads.
+#[must_use]
+pub fn undeleted_objects() -> usize {
+    object::undeleted_count()
 }
 
 /// Zeroes the cumulative counters.

@@ -20,7 +20,8 @@
 //! completion is processed inside a send of this module:
 //!
 //! * a completion that finds its own slot still `Sending` (its send has not returned yet, on
-//!   this thread or another one) only records itself in the slot (`early`);
+//!   this thread or another one) only records itself in the slot, without the lock (the
+//!   slot's `send` word and `early_*` fields; the sender's section after the send reads them);
 //! * a completion of another slot that arrives while any send of this module is in progress
 //!   (`in_send`) goes to the `ready` list;
 //!
@@ -36,9 +37,11 @@
 //! work item (which loops the same way and queues itself again), so a target that always
 //! completes inline holds no thread for ever: not the caller of `start`, not a DPC.
 //!
-//! Per streamed request, a loop takes the state lock three times: in the completion routine, to
-//! commit the resend, and after the send returned (where it also takes the next completion's
-//! buffers and reference).
+//! Per streamed request against a target that completes inline, a loop takes the state lock
+//! twice, as DMF's C does: to commit the resend, and after the send returned (where it also
+//! takes the next completion's buffers and reference). The completion routine of a send that
+//! has not returned yet takes no lock; one that completes later takes it once more. A resend
+//! reuses the buffers its slot had (zeroed), so the pools' locks are not taken either.
 //!
 //! # References and lifetime
 //!
@@ -51,6 +54,13 @@
 //! releases it: close, which waits for every reference, never clears the slots under a running
 //! send.
 //!
+//! A completion routine still runs a little after it released its last reference (it drops its
+//! slot, which owns the request, and its strong handle on the shared state, which owns the
+//! pools, the lock and the work item). Close therefore also waits for a count of running
+//! completion routines (`CompletionGate`, which owns no framework object) to reach zero: every
+//! framework object of the module is deleted by close itself, never later by a completion on
+//! another thread (where the device might already be gone).
+//!
 //! A stop marks the module stopping (a resend that has not filled its input yet then ends its
 //! stream; one that has is sent and cancelled), cancels every `InFlight` request and asks every
 //! `Sending` one to cancel itself once sent; a slot whose stream ends goes `Idle` and signals
@@ -59,7 +69,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{WDFIOTARGET, WDFOBJECT};
@@ -80,6 +90,21 @@ use crate::wdf::work_item::WorkItem;
 /// Completions one loop (a completion routine, `start`, one run of the work item) processes
 /// before it leaves the rest to the work item.
 pub(crate) const LOOP_BUDGET: usize = 32;
+
+/// Buffers a completed send leaves for the resend of its slot.
+#[derive(Default)]
+struct Kept {
+    input: Option<PoolBuffer>,
+    output: Option<PoolBuffer>,
+}
+
+/// A buffer kept for a resend, zeroed as its source pool zeroes a returned buffer.
+fn zeroed(mut buffer: PoolBuffer) -> PoolBuffer {
+    let (data, context) = buffer.parts_mut();
+    data.fill(0);
+    context.fill(0);
+    buffer
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -114,6 +139,97 @@ pub(crate) struct StreamSlot {
     index: usize,
     request: Request,
     shared: Weak<StreamShared>,
+    gate: Arc<CompletionGate>,
+    /// The race between a send's return and its completion, decided without the lock:
+    /// `SEND_NONE`, `SEND_PENDING` (committed, the send has not returned: set in the commit
+    /// section), `SEND_EARLY` (completed before the send returned: the completion is in the
+    /// `early_*` fields, written before the word). The sender's section after the send swaps
+    /// it back to `SEND_NONE`.
+    send: AtomicU8,
+    early_status: AtomicI32,
+    early_information: AtomicUsize,
+    early_ioctl: AtomicU32,
+}
+
+const SEND_NONE: u8 = 0;
+const SEND_PENDING: u8 = 1;
+const SEND_EARLY: u8 = 2;
+
+impl StreamSlot {
+    /// Records `completion` as the early completion of the send in progress, if its send has
+    /// not returned yet (no lock: the sender reads it in its section after the send).
+    fn record_early(&self, completion: &Completion) -> bool {
+        if self.send.load(Ordering::Acquire) != SEND_PENDING {
+            return false;
+        }
+        self.early_status
+            .store(completion.status.raw(), Ordering::Relaxed);
+        self.early_information
+            .store(completion.information, Ordering::Relaxed);
+        self.early_ioctl.store(completion.ioctl, Ordering::Relaxed);
+        self.send
+            .compare_exchange(
+                SEND_PENDING,
+                SEND_EARLY,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The sender's side, in its section after the send: the early completion, if one came.
+    fn take_early(&self) -> Option<Completion> {
+        if self.send.swap(SEND_NONE, Ordering::AcqRel) != SEND_EARLY {
+            return None;
+        }
+        Some(Completion {
+            status: NtStatus::from_raw(self.early_status.load(Ordering::Relaxed)),
+            information: self.early_information.load(Ordering::Relaxed),
+            ioctl: self.early_ioctl.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Completion routines of the module still running. A completion routine's last module
+/// reference is released inside it (in the section that ends its stream), and what it holds
+/// strongly (its slot, which owns the request, and the module's shared state, which owns the
+/// pools, the lock and the work item) is dropped after that: close waits for this count to
+/// reach zero after the references, so that every framework object the module owns is deleted
+/// by close, on the closing thread, and never afterwards by a completion. The gate owns no
+/// framework object (atomics and an event), so leaving it last is safe.
+struct CompletionGate {
+    active: AtomicUsize,
+    /// Close is waiting: the last routine out signals `idle` (otherwise nobody needs it).
+    waiting: AtomicBool,
+    idle: Event,
+}
+
+impl CompletionGate {
+    fn enter(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn exit(&self) {
+        // Sequentially consistent with `wait_idle`: either it sees this decrement, or this
+        // sees its flag and signals.
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiting.load(Ordering::SeqCst) {
+            self.idle.set();
+        }
+    }
+
+    /// Waits (`PASSIVE_LEVEL`) until no completion routine is running. Called by close once
+    /// every module reference was released: no new completion routine can start then.
+    fn wait_idle(&self) {
+        self.waiting.store(true, Ordering::SeqCst);
+        loop {
+            self.idle.clear();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            self.idle.wait();
+        }
+        self.waiting.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A completed send waiting for a loop: the slot (`Completing`) and its completion.
@@ -213,6 +329,7 @@ pub(crate) struct StreamShared {
     input_callback: Option<BufferInputCallback>,
     output_callback: Option<BufferOutputCallback>,
     ended: Event,
+    gate: Arc<CompletionGate>,
     /// `stopping`, readable without the lock (written with it): a resend looks at it before it
     /// fills an input buffer.
     stopping_hint: AtomicBool,
@@ -232,10 +349,22 @@ pub(crate) struct StreamSettings {
 
 impl SharedCompletion for StreamSlot {
     fn completed(self: Arc<Self>, completion: &Completion) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        shared.completed(self, *completion);
+        // The send's reference is still in the slot: close has not passed its reference wait,
+        // so it will wait for this gate too.
+        let gate = Arc::clone(&self.gate);
+        gate.enter();
+        if self.record_early(completion) {
+            // Its send has not returned yet: the sender lists it (no need for the shared
+            // state here).
+            drop(self);
+        } else if let Some(shared) = self.shared.upgrade() {
+            shared.completed(self, *completion);
+            drop(shared);
+        } else {
+            drop(self);
+        }
+        // Nothing of the module is held any more.
+        gate.exit();
     }
 }
 
@@ -270,6 +399,11 @@ impl StreamShared {
             input_callback: settings.input_callback,
             output_callback: settings.output_callback,
             ended: Event::new(EventKind::Notification, false),
+            gate: Arc::new(CompletionGate {
+                active: AtomicUsize::new(0),
+                waiting: AtomicBool::new(false),
+                idle: Event::new(EventKind::Notification, false),
+            }),
             stopping_hint: AtomicBool::new(true),
         }))
     }
@@ -294,6 +428,11 @@ impl StreamShared {
                 index,
                 request,
                 shared: Arc::downgrade(self),
+                gate: Arc::clone(&self.gate),
+                send: AtomicU8::new(SEND_NONE),
+                early_status: AtomicI32::new(0),
+                early_information: AtomicUsize::new(0),
+                early_ioctl: AtomicU32::new(0),
             }));
             slots.push(SlotState {
                 phase: Phase::Idle,
@@ -329,6 +468,8 @@ impl StreamShared {
     /// Close: every stream has ended (each send held a module reference, and the last one was
     /// released in the section that ended its stream). Deletes the requests and the work item.
     pub(crate) fn close(&self) {
+        // Completion routines that released their last reference may still be returning.
+        self.gate.wait_idle();
         let (requests, item, ready) = {
             let mut state = self.state.lock();
             state.target = None;
@@ -403,6 +544,8 @@ impl StreamShared {
     }
 
     /// The completion routine of every streaming send (at the IRQL of whoever completed it).
+    /// (A completion whose send has not returned yet was recorded in its slot by the
+    /// trampoline, without the lock: its sender lists it.)
     fn completed(&self, slot: Arc<StreamSlot>, completion: Completion) {
         let may = self.may_process(LOOP_BUDGET);
         let job = {
@@ -412,8 +555,9 @@ impl StreamShared {
                 return;
             };
             if s.phase == Phase::Sending {
-                // The send of this request has not returned yet (inline completion, or a
-                // completion on another thread racing the return): its sender lists it.
+                // Its sender's section after the send has not run yet, but the send word said
+                // otherwise: not expected (the word is pending from the commit section to
+                // that one); recorded the locked way all the same.
                 s.early = Some(completion);
                 return;
             }
@@ -465,13 +609,12 @@ impl StreamShared {
             stopping,
             target,
         } = job;
-        // The input buffer always goes back to its pool.
-        drop(input);
-        let resend = if stopping || (suspect && completion.status == NtStatus::CANCELLED) {
+        let (resend, output) = if stopping || (suspect && completion.status == NtStatus::CANCELLED)
+        {
             // Stopping: the data is dropped and the client is not called (as in DMF). A cancel
             // that was meant for an earlier send of this slot is not the client's business.
             drop(output);
-            true
+            (true, None)
         } else {
             let mut output = output.map(|buffer| OutputBuffer::new(buffer, completion.information));
             let disposition = match &self.output_callback {
@@ -481,17 +624,29 @@ impl StreamShared {
                 }
                 None => BufferDisposition::ContinuousRequestTargetAndStopStreaming,
             };
-            // A buffer the client did not take goes back to its pool.
-            drop(output);
-            disposition.continues_streaming()
+            let resend = disposition.continues_streaming();
+            // A buffer the client did not take stays with the request for its resend (DMF
+            // puts it back into the pool and gets one again: the same, zeroed, buffer here,
+            // without the two pool lock sections); otherwise it goes back to its pool.
+            let kept = if resend {
+                output.map(OutputBuffer::into_buffer)
+            } else {
+                drop(output);
+                None
+            };
+            (resend, kept)
         };
         if !resend {
+            // Back to their pools before the reference goes.
+            drop((input, output));
             self.end_stream(slot.index, reference);
             return self.next_job(budget);
         }
         // The resend ends the stream itself if the module is stopping, closing or out of
-        // buffers.
-        match self.send_slot(&slot, reference, stopping, target, budget) {
+        // buffers. The input buffer is reused too (zeroed, then filled again), as DMF would
+        // put it back and get one.
+        let kept = Kept { input, output };
+        match self.send_slot(&slot, reference, kept, stopping, target, budget) {
             Ok(next) => next,
             Err(_) => self.next_job(budget),
         }
@@ -508,17 +663,25 @@ impl StreamShared {
         &self,
         slot: &Arc<StreamSlot>,
         previous: Option<HeldReference>,
+        kept: Kept,
         stopping: bool,
         target: Option<usize>,
         budget: usize,
     ) -> Result<Option<Job>, NtStatus> {
         let index = slot.index;
-        let reference = match self.references.acquire() {
-            Ok(reference) => {
-                drop(previous);
-                reference
-            }
-            Err(status) => {
+        let acquired = match previous {
+            // Handed on to the resend while the module is open (as good as a new one).
+            Some(previous) if previous.module_open() => Ok(previous),
+            previous => self
+                .references
+                .acquire()
+                .map_err(|status| (status, previous)),
+        };
+        let reference = match acquired {
+            Ok(reference) => reference,
+            Err((status, previous)) => {
+                // Buffers back to their pools before the reference goes.
+                drop(kept);
                 self.end_stream(index, previous);
                 return Err(status);
             }
@@ -534,12 +697,13 @@ impl StreamShared {
         let target = match target {
             Ok(target) => target,
             Err(status) => {
+                drop(kept);
                 self.end_stream(index, Some(reference));
                 return Err(status);
             }
         };
         let io_target = IoTarget::borrowed(target as WDFIOTARGET);
-        let (input, output) = match self.prepare(&slot.request, &io_target) {
+        let (input, output) = match self.prepare(&slot.request, &io_target, kept) {
             Ok(buffers) => buffers,
             // Buffers already taken went back to their pools when dropped.
             Err(status) => {
@@ -547,7 +711,7 @@ impl StreamShared {
                 return Err(status);
             }
         };
-        if let Err((status, reference)) = self.commit(index, target, input, output, reference) {
+        if let Err((status, reference)) = self.commit(slot, target, input, output, reference) {
             self.end_stream(index, Some(reference));
             return Err(status);
         }
@@ -559,6 +723,7 @@ impl StreamShared {
             // take: a failed send is followed by a look at the list.)
             let (input, output, reference) = {
                 let mut state = self.state.lock();
+                slot.send.store(SEND_NONE, Ordering::Release);
                 state.in_send -= 1;
                 state.slots.get_mut(index).map_or((None, None, None), |s| {
                     (s.input.take(), s.output.take(), s.reference.take())
@@ -576,7 +741,7 @@ impl StreamShared {
     /// the target was cleared or changed since the slot was taken.
     fn commit(
         &self,
-        index: usize,
+        slot: &StreamSlot,
         target: usize,
         input: Option<PoolBuffer>,
         output: Option<PoolBuffer>,
@@ -586,7 +751,7 @@ impl StreamShared {
             let mut state = self.state.lock();
             let (start, stopping) = (state.start_count, state.stopping);
             let same_target = state.target == Some(target);
-            match state.slots.get_mut(index) {
+            match state.slots.get_mut(slot.index) {
                 Some(s) if same_target => {
                     s.seq += 1;
                     s.phase = Phase::Sending;
@@ -595,6 +760,7 @@ impl StreamShared {
                     // stop finds it `Sending`).
                     s.cancel_pending = stopping;
                     s.early = None;
+                    slot.send.store(SEND_PENDING, Ordering::Release);
                     s.stream_start = start;
                     // Stored before the send: the completion may run before it returns.
                     s.input = input;
@@ -625,7 +791,7 @@ impl StreamShared {
             let mut listed = None;
             if let Some(s) = state.slots.get_mut(slot.index) {
                 debug_assert_eq!(s.phase, Phase::Sending);
-                if let Some(completion) = s.early.take() {
+                if let Some(completion) = slot.take_early().or_else(|| s.early.take()) {
                     s.phase = Phase::Completing;
                     listed = Some((Arc::clone(slot), completion));
                 } else {
@@ -633,11 +799,17 @@ impl StreamShared {
                     cancel = core::mem::take(&mut s.cancel_pending);
                 }
             }
-            if let Some(listed) = listed {
-                // Behind what was listed before: first come, first served.
-                state.ready.push_back(listed);
-            }
-            (state.next_job(may), cancel)
+            let next = match listed {
+                // Nothing listed before it: processed next, without going through the list.
+                Some(listed) if may && state.ready.is_empty() => Some(state.take(listed)),
+                Some(listed) => {
+                    // Behind what was listed before: first come, first served.
+                    state.ready.push_back(listed);
+                    state.next_job(may)
+                }
+                None => state.next_job(may),
+            };
+            (next, cancel)
         };
         if cancel {
             let _ = slot.request.cancel();
@@ -645,17 +817,27 @@ impl StreamShared {
         next
     }
 
-    /// Reuses and formats the request with fresh buffers (the input filled by the client).
+    /// Reuses and formats the request with fresh buffers (the input filled by the client):
+    /// those `kept` from the slot's last send, zeroed as their pool would, else from the pools.
+    /// On failure every buffer has gone back to its pool when this returns.
     fn prepare(
         &self,
         request: &Request,
         target: &IoTarget,
+        kept: Kept,
     ) -> Result<(Option<PoolBuffer>, Option<PoolBuffer>), NtStatus> {
+        let Kept {
+            input: kept_input,
+            output: kept_output,
+        } = kept;
         request.reuse(NtStatus::SUCCESS)?;
         let mut input_range = None;
         let input = match &self.input_pool {
             Some(pool) => {
-                let mut buffer = pool.get()?;
+                let mut buffer = match kept_input {
+                    Some(buffer) => zeroed(buffer),
+                    None => pool.get()?,
+                };
                 let size = buffer.len();
                 let used = match &self.input_callback {
                     Some(callback) => {
@@ -673,9 +855,10 @@ impl StreamShared {
             }
             None => None,
         };
-        let output = match &self.output_pool {
-            Some(pool) => Some(pool.get()?),
-            None => None,
+        let output = match (&self.output_pool, kept_output) {
+            (Some(_), Some(buffer)) => Some(zeroed(buffer)),
+            (Some(pool), None) => Some(pool.get()?),
+            (None, _) => None,
         };
         let output_range = output
             .as_ref()
@@ -747,7 +930,8 @@ impl StreamShared {
                 self.end_stream(index, None);
                 continue;
             }
-            let next = match self.send_slot(&slot, None, stopping, target, budget) {
+            let next = match self.send_slot(&slot, None, Kept::default(), stopping, target, budget)
+            {
                 Ok(next) => next,
                 Err(status) => {
                     result = Err(status);

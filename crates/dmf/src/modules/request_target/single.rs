@@ -46,6 +46,8 @@ struct SendContext {
     option: CompletionOption,
     shared: Weak<SingleShared>,
     completion: Option<Completion>,
+    /// Last: fields drop in order, so the request, its memory and the client's callback are
+    /// gone before close (waiting for this reference) can go on.
     _reference: HeldReference,
 }
 
@@ -382,6 +384,10 @@ impl BoxedCompletion for SendContext {
             return;
         }
         drop(state);
+        // Released before the client's callback: `finish` releases the module reference, and
+        // close (which waits for it) must find no strong reference of a completion to the
+        // state, which owns the module's lock; the state is never freed on this thread.
+        drop(shared);
         self.finish();
     }
 }

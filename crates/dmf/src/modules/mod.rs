@@ -16,9 +16,9 @@
 pub mod buffer_pool;
 pub mod buffer_queue;
 pub mod continuous_request_target;
-pub mod notify_user_with_request;
 pub mod device_interface_multiple_target;
 pub mod device_interface_target;
+pub mod notify_user_with_request;
 pub mod queued_work_item;
 pub mod request_target;
 pub mod thread;

@@ -1,6 +1,7 @@
 //! Fault sweeps over every module's whole life (see `common/fault_sweep.rs`): create, open, a
 //! representative workload, close and device removal, once per allocation and per object
-//! creation, each failing in turn. `NotifyUserWithRequest`'s sweep is in its own test file (it
+//! creation, each failing in turn (for the device-interface modules: with sensors arriving and
+//! leaving). `NotifyUserWithRequest`'s sweep is in its own test file (it
 //! needs its test driver). Run with `--nocapture` to see the steps swept per module.
 #![cfg(not(windows))]
 
@@ -16,7 +17,13 @@ use dmf::core::ModuleAttributes;
 use dmf::modules::buffer_pool::{BufferPool, BufferPoolConfig, SourceSettings};
 use dmf::modules::buffer_queue::{BufferQueue, BufferQueueConfig};
 use dmf::modules::continuous_request_target::{
-    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig,
+    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, Mode,
+};
+use dmf::modules::device_interface_multiple_target::{
+    DeviceInterfaceMultipleTarget, DeviceInterfaceMultipleTargetConfig, Target,
+};
+use dmf::modules::device_interface_target::{
+    DeviceInterfaceTarget, DeviceInterfaceTargetConfig, PnpRegisterWhen,
 };
 use dmf::modules::queued_work_item::{QueuedWorkItem, QueuedWorkItemConfig};
 use dmf::modules::request_target::{CompletionOption, RequestTarget, RequestType};
@@ -25,6 +32,7 @@ use dmf::modules::threaded_buffer_queue::{
     self as tbq, ThreadedBufferQueue, ThreadedBufferQueueConfig,
 };
 use dmf::wdf::NtStatus;
+use wdk_sys::GUID;
 use wdk_sys::sim::target::{ProgrammableTarget, Response};
 
 const SOON: Duration = Duration::from_secs(5);
@@ -434,6 +442,186 @@ fn queued_work_item_closed_then_device_removed_at_once() {
     }
 }
 
+/// The interface class of the sensors the device-interface modules look for.
+const SENSOR_CLASS: GUID = GUID {
+    Data1: 0x5eef_0015,
+    Data2: 0x0015,
+    Data3: 0x4f15,
+    Data4: [0x15, 0, 0, 0, 0, 0, 0, 0x15],
+};
+
+fn interface_sensor() -> ProgrammableTarget {
+    let sensor = ProgrammableTarget::with_interface(SENSOR_CLASS);
+    sensor.set_responder(|r| Response::data(&r.sequence.to_le_bytes()).from_worker());
+    sensor
+}
+
+/// A manual stream of two requests whose output callback is probed and counted.
+fn interface_stream(probe: Probe, outputs: &Arc<AtomicUsize>) -> ContinuousRequestTargetConfig {
+    let counted = Arc::clone(outputs);
+    ContinuousRequestTargetConfig {
+        continuous_request_count: 2,
+        buffer_count_output: 2,
+        buffer_output_size: 8,
+        request_type: RequestType::Ioctl,
+        ioctl: 0x22_2050,
+        mode: Mode::Manual,
+        buffer_output: Some(Box::new(move |_, status| {
+            probe.called();
+            if status.is_success() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                BufferDisposition::ContinuousRequestTargetAndContinueStreaming
+            } else {
+                BufferDisposition::ContinuousRequestTargetAndStopStreaming
+            }
+        })),
+        ..ContinuousRequestTargetConfig::default()
+    }
+}
+
+/// Arrivals the module traced as dropped with the injected status since the last call.
+fn dropped_arrivals() -> usize {
+    wdk_sys::sim::take_debug_output()
+        .iter()
+        .filter(|line| line.contains("arrival dropped: STATUS_INSUFFICIENT_RESOURCES"))
+        .count()
+}
+
+fn sweep_device_interface_target() {
+    let swept = sweep("DeviceInterfaceTarget", |run| {
+        let (driver, host) = common::boot();
+        run.arm();
+        let (state, pnp) = (run.probe(), run.probe());
+        let outputs = Arc::new(AtomicUsize::new(0));
+        let module = DeviceInterfaceTarget::create(
+            dmf::wdf::device::Device::from_raw(host.handle()),
+            DeviceInterfaceTargetConfig {
+                module_open_option: PnpRegisterWhen::Create,
+                device_interface_target_guid: SENSOR_CLASS,
+                continuous_request_target_config: interface_stream(run.probe(), &outputs),
+                on_state_change: Some(Box::new(move |_, _| state.called())),
+                on_pnp_notification: Some(Box::new(move |_, _| {
+                    pnp.called();
+                    true
+                })),
+                ..DeviceInterfaceTargetConfig::default()
+            },
+            ModuleAttributes::new(),
+        );
+        if let Some(module) = run.check(module.map_err(dmf::error::ModuleError::status)) {
+            // A sensor arrives: opened, streamed from, asked once, then surprise-removed.
+            let sensor = interface_sensor();
+            run.wait_idle();
+            if module.is_open() {
+                if run.check(module.stream_start()).is_some() {
+                    let before = outputs.load(Ordering::SeqCst);
+                    common::wait_until("streamed", || {
+                        outputs.load(Ordering::SeqCst) >= before + 10
+                    });
+                }
+                let mut out = [0u8; 8];
+                let result = module.send_synchronously(&[1], &mut out, RequestType::Ioctl, 7, 0);
+                if let Some(n) = run.check(result) {
+                    assert_eq!(n, 8);
+                }
+                module.stream_stop();
+            } else {
+                assert_eq!(
+                    dropped_arrivals(),
+                    1,
+                    "the module traced the dropped arrival"
+                );
+                run.refused("the arrival");
+            }
+            sensor.surprise_remove();
+            common::wait_until("closed", || !module.is_open());
+            drop(sensor);
+            drop(module);
+        }
+        run.closed();
+        host.remove();
+        driver.unload();
+    });
+    assert_swept(swept, [3, 3]);
+}
+
+fn sweep_device_interface_multiple_target() {
+    let swept = sweep("DeviceInterfaceMultipleTarget", |run| {
+        let (driver, host) = common::boot();
+        run.arm();
+        let (state, pnp) = (run.probe(), run.probe());
+        let outputs = Arc::new(AtomicUsize::new(0));
+        let targets: Arc<std::sync::Mutex<Vec<Target>>> = Arc::default();
+        let open = Arc::clone(&targets);
+        let module = DeviceInterfaceMultipleTarget::create(
+            dmf::wdf::device::Device::from_raw(host.handle()),
+            DeviceInterfaceMultipleTargetConfig {
+                module_open_option: PnpRegisterWhen::Create,
+                device_interface_multiple_target_guid: SENSOR_CLASS,
+                continuous_request_target_config: interface_stream(run.probe(), &outputs),
+                on_state_change: Some(Box::new(move |_, target, now| {
+                    state.called();
+                    let mut open = open.lock().unwrap();
+                    match now {
+                        dmf::modules::device_interface_multiple_target::TargetState::Open => {
+                            open.push(target);
+                        }
+                        dmf::modules::device_interface_multiple_target::TargetState::Close => {
+                            open.retain(|t| *t != target);
+                        }
+                        _ => {}
+                    }
+                })),
+                on_pnp_notification: Some(Box::new(move |_, _| {
+                    pnp.called();
+                    true
+                })),
+                ..DeviceInterfaceMultipleTargetConfig::default()
+            },
+            ModuleAttributes::new(),
+        );
+        if let Some(module) = run.check(module.map_err(dmf::error::ModuleError::status)) {
+            // Two sensors arrive; each is streamed from, asked once, then one is surprise-
+            // removed and the other goes with the device.
+            let sensors = [interface_sensor(), interface_sensor()];
+            run.wait_idle();
+            let opened: Vec<Target> = targets.lock().unwrap().clone();
+            let missing = 2 - opened.len();
+            assert_eq!(
+                dropped_arrivals(),
+                missing,
+                "the module traced each dropped arrival"
+            );
+            for _ in 0..missing {
+                run.refused("an arrival");
+            }
+            for &target in &opened {
+                if run.check(module.stream_start(target)).is_some() {
+                    let before = outputs.load(Ordering::SeqCst);
+                    common::wait_until("streamed", || {
+                        outputs.load(Ordering::SeqCst) >= before + 10
+                    });
+                }
+                let mut out = [0u8; 8];
+                let result =
+                    module.send_synchronously(target, &[1], &mut out, RequestType::Ioctl, 7, 0);
+                if let Some(n) = run.check(result) {
+                    assert_eq!(n, 8);
+                }
+                module.stream_stop(target);
+            }
+            sensors[0].surprise_remove();
+            common::wait_until("one left at most", || module.open_targets() <= 1);
+            drop(module);
+            drop(sensors);
+        }
+        run.closed();
+        host.remove();
+        driver.unload();
+    });
+    assert_swept(swept, [3, 3]);
+}
+
 #[test]
 fn buffer_pool() {
     sweep_buffer_pool();
@@ -469,6 +657,16 @@ fn threaded_buffer_queue() {
     sweep_threaded_buffer_queue();
 }
 
+#[test]
+fn device_interface_target() {
+    sweep_device_interface_target();
+}
+
+#[test]
+fn device_interface_multiple_target() {
+    sweep_device_interface_multiple_target();
+}
+
 /// Every module's swept life again under many scheduling seeds (see `common/schedules.rs`):
 /// `SCHEDULE_SEEDS=1000 cargo test -p dmf --test fault_sweeps -- schedules` is the long run.
 #[test]
@@ -481,5 +679,7 @@ fn every_sweep_under_many_schedules() {
         sweep_request_target();
         sweep_continuous_request_target();
         sweep_threaded_buffer_queue();
+        sweep_device_interface_target();
+        sweep_device_interface_multiple_target();
     });
 }

@@ -7,7 +7,8 @@
 //! pool, system threads) and that the verifier saw nothing. On top of that the harness checks,
 //! per run:
 //! - a run whose injection was hit reported it: the life passed the failing call's status to
-//!   [`Run::failed`] (or [`Run::check`]), and that status is the injected one;
+//!   [`Run::failed`] (or [`Run::check`]), and that status is the injected one, or told
+//!   [`Run::refused`] that an asynchronous step without a status (an arrival) did not happen;
 //! - a failure is never reported when nothing was injected (or before it was);
 //! - [`Run::closed`] was called, and live objects and pool allocations were back to their
 //!   baseline there;
@@ -40,7 +41,8 @@ struct Baseline {
 }
 
 /// One run of a life, with the `nth` hit of `point` failing.
-pub struct Run {
+pub struct Run<'s> {
+    session: &'s Session,
     point: FaultPoint,
     nth: u64,
     baseline: Option<Baseline>,
@@ -75,7 +77,12 @@ fn hits(point: FaultPoint) -> u64 {
     }
 }
 
-impl Run {
+impl Run<'_> {
+    /// Waits until framework threads are idle (`PnP` notifications delivered, work items run).
+    pub fn wait_idle(&self) {
+        self.session.wait_idle();
+    }
+
     /// Which hit of which point fails in this run.
     #[must_use]
     pub fn point(&self) -> (FaultPoint, u64) {
@@ -120,6 +127,22 @@ impl Run {
         assert!(
             self.hit(),
             "{:?} #{}: a failure reported before the injection was hit",
+            self.point,
+            self.nth
+        );
+        self.reported += 1;
+    }
+
+    /// Reports that an asynchronous operation the life cannot get a status from (an interface
+    /// arrival the module dropped) did not happen: the injection must have been hit.
+    ///
+    /// # Panics
+    /// Otherwise.
+    #[track_caller]
+    pub fn refused(&mut self, what: &str) {
+        assert!(
+            self.hit(),
+            "{:?} #{}: {what} refused before the injection was hit",
             self.point,
             self.nth
         );
@@ -197,7 +220,7 @@ pub struct Swept {
 ///
 /// # Panics
 /// On any check that fails, naming the fault point and step.
-pub fn sweep(module: &str, mut life: impl FnMut(&mut Run)) -> [Swept; 2] {
+pub fn sweep(module: &str, mut life: impl FnMut(&mut Run<'_>)) -> [Swept; 2] {
     [FaultPoint::Allocation, FaultPoint::ObjectCreation].map(|point| {
         let steps = sweep_point(module, point, &mut life);
         println!("fault sweep: {module}: {point:?}: {steps} steps swept");
@@ -205,10 +228,11 @@ pub fn sweep(module: &str, mut life: impl FnMut(&mut Run)) -> [Swept; 2] {
     })
 }
 
-fn sweep_point(module: &str, point: FaultPoint, life: &mut impl FnMut(&mut Run)) -> u64 {
+fn sweep_point(module: &str, point: FaultPoint, life: &mut impl FnMut(&mut Run<'_>)) -> u64 {
     for nth in 1..=MAX_STEPS {
         let session = Session::begin();
         let mut run = Run {
+            session: &session,
             point,
             nth,
             baseline: None,
@@ -235,6 +259,7 @@ fn sweep_point(module: &str, point: FaultPoint, life: &mut impl FnMut(&mut Run))
         } else {
             assert_eq!(run.reported, 0);
         }
+        drop(run);
         // Leaks, system threads and verifier reports.
         session.end();
         if !hit {

@@ -671,7 +671,7 @@ fn device_interface_multiple_target() {
 /// `SCHEDULE_SEEDS=1000 cargo test -p dmf --test fault_sweeps -- schedules` is the long run.
 #[test]
 fn every_sweep_under_many_schedules() {
-    common::schedules::under_seeds("fault sweeps", 10, || {
+    common::schedules::under_seeds("fault sweeps", 20, || {
         sweep_buffer_pool();
         sweep_buffer_queue();
         sweep_queued_work_item();

@@ -2,6 +2,9 @@
 //! close, concurrency and adversarial configurations.
 #![cfg(not(windows))]
 
+#[path = "common/schedules.rs"]
+mod schedules;
+
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -615,4 +618,15 @@ fn sink_dropped_during_an_expiry_is_freed_by_the_drop() {
     );
     drop((pool, device));
     session.end();
+}
+
+/// [`concurrent_get_and_put_keep_every_buffer`] under many scheduling seeds (see `common/schedules.rs`; `SCHEDULE_SEEDS=1000` is
+/// the long run).
+#[test]
+fn concurrent_get_and_put_keep_every_buffer_under_many_schedules() {
+    schedules::under_seeds(
+        "BufferPool: concurrent_get_and_put_keep_every_buffer",
+        50,
+        concurrent_get_and_put_keep_every_buffer,
+    );
 }

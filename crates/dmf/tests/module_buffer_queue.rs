@@ -3,6 +3,9 @@
 //! pair of threads.
 #![cfg(not(windows))]
 
+#[path = "common/schedules.rs"]
+mod schedules;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -277,4 +280,15 @@ fn enqueue_after_close_returns_the_buffer() {
     drop(error); // the buffer is freed: its source is closed
     drop((q, device));
     session.end();
+}
+
+/// [`producer_and_consumer_threads`] under many scheduling seeds (see `common/schedules.rs`; `SCHEDULE_SEEDS=1000` is
+/// the long run).
+#[test]
+fn producer_and_consumer_threads_under_many_schedules() {
+    schedules::under_seeds(
+        "BufferQueue: producer_and_consumer_threads",
+        10,
+        producer_and_consumer_threads,
+    );
 }

@@ -431,3 +431,14 @@ fn released_requests_loop_on_the_releasing_thread() {
     driver.unload();
     session.end();
 }
+
+/// [`inline_completions_mixed_with_completions_from_other_threads`] under many scheduling seeds (see `common/schedules.rs`; `SCHEDULE_SEEDS=1000` is
+/// the long run).
+#[test]
+fn inline_completions_mixed_with_completions_from_other_threads_under_many_schedules() {
+    common::schedules::under_seeds(
+        "ContinuousRequestTarget: inline_completions_mixed_with_completions_from_other_threads",
+        4,
+        inline_completions_mixed_with_completions_from_other_threads,
+    );
+}

@@ -1022,3 +1022,14 @@ fn sensors_arrive_and_leave_concurrently_while_streaming() {
     driver.unload();
     session.end();
 }
+
+/// [`sensors_arrive_and_leave_concurrently_while_streaming`] under many scheduling seeds (see `common/schedules.rs`; `SCHEDULE_SEEDS=1000` is
+/// the long run).
+#[test]
+fn sensors_arrive_and_leave_concurrently_while_streaming_under_many_schedules() {
+    common::schedules::under_seeds(
+        "DeviceInterfaceMultipleTarget: sensors_arrive_and_leave_concurrently_while_streaming",
+        10,
+        sensors_arrive_and_leave_concurrently_while_streaming,
+    );
+}

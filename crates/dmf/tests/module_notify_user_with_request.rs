@@ -31,6 +31,8 @@ use wdk_sys::{GUID, NTSTATUS};
 
 #[path = "common/fault_sweep.rs"]
 mod fault_sweep;
+#[path = "common/schedules.rs"]
+mod schedules;
 
 #[global_allocator]
 static HEAP: wdk_sys::sim::heap::CountingAllocator = wdk_sys::sim::heap::CountingAllocator;
@@ -1321,4 +1323,15 @@ fn fault_sweep_over_the_whole_life() {
         driver.unload();
     });
     assert!(swept.iter().all(|s| s.steps >= 3), "{swept:?}");
+}
+
+/// [`concurrent_issuers_producers_and_cancels_lose_nothing`] under many scheduling seeds (see `common/schedules.rs`; `SCHEDULE_SEEDS=1000` is
+/// the long run).
+#[test]
+fn concurrent_issuers_producers_and_cancels_lose_nothing_under_many_schedules() {
+    schedules::under_seeds(
+        "NotifyUserWithRequest: concurrent_issuers_producers_and_cancels_lose_nothing",
+        10,
+        concurrent_issuers_producers_and_cancels_lose_nothing,
+    );
 }

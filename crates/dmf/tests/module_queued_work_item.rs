@@ -3,6 +3,9 @@
 //! waiters with `STATUS_CANCELLED`, enqueue after flush/close, and concurrent enqueuers.
 #![cfg(not(windows))]
 
+#[path = "common/schedules.rs"]
+mod schedules;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -345,4 +348,15 @@ fn enqueue_and_wait_from_its_own_callback_fails_promptly() {
     drop(Arc::into_inner(item).expect("the only owner"));
     drop(device);
     session.end();
+}
+
+/// [`concurrent_enqueuers_each_run_once`] under many scheduling seeds (see `common/schedules.rs`; `SCHEDULE_SEEDS=1000` is
+/// the long run).
+#[test]
+fn concurrent_enqueuers_each_run_once_under_many_schedules() {
+    schedules::under_seeds(
+        "QueuedWorkItem: concurrent_enqueuers_each_run_once",
+        20,
+        concurrent_enqueuers_each_run_once,
+    );
 }

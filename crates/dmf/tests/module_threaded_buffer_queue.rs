@@ -1039,3 +1039,14 @@ fn static_module_opens_with_its_device_collection_and_closes_with_it() {
     drop(device);
     session.end();
 }
+
+/// [`four_producers_keep_their_order_on_one_consumer_thread`] under many scheduling seeds (see `common/schedules.rs`; `SCHEDULE_SEEDS=1000` is
+/// the long run).
+#[test]
+fn four_producers_keep_their_order_on_one_consumer_thread_under_many_schedules() {
+    common::schedules::under_seeds(
+        "ThreadedBufferQueue: four_producers_keep_their_order_on_one_consumer_thread",
+        50,
+        four_producers_keep_their_order_on_one_consumer_thread,
+    );
+}

@@ -9,7 +9,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Seeds per stress test in CI.
-pub const CI_SEEDS: u64 = 20;
+pub const CI_SEEDS: u64 = 50;
 
 /// Seeds to run: `SCHEDULE_FIRST_SEED..SCHEDULE_FIRST_SEED + SCHEDULE_SEEDS`.
 #[must_use]

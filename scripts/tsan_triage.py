@@ -8,7 +8,8 @@ A race report is explained, and not a finding, in two cases only:
   hashbrown, libtest, the sanitizer runtime, libc allocation) belongs to the simulation
   (`wdk_sys::`): the simulation keeps its state behind std::sync::Mutex and Condvar, whose
   contended paths (futex waits) are uninstrumented, so TSan misses the handoff between holders;
-- both accesses are standard library code alone (libtest's result channel, std::sync::mpmc);
+- both accesses are standard library code alone (libtest's result channel), or std::sync's own
+  bookkeeping (a channel's waker list, reached through std frames before any of ours);
 - one access runs under the drop of an Arc's or Weak's last reference (`drop_slow`, or the free
   of the allocation by `Weak::drop`): std orders the other threads' earlier decrements before it
   with an acquire fence, which TSan does not model (a std built with TSan uses a load instead).
@@ -21,7 +22,7 @@ import sys
 
 STD = re.compile(
     r"^<*&?(mut )?(std::|core::|alloc::|hashbrown::|test::|__tsan|__sanitizer|__rust|\*const|\*mut"
-    r"|u8|\[|fn\(|unsafe|dyn|free$|malloc$|calloc$|realloc$|memcpy$|memmove$|memset$|pthread_"
+    r"|(u8|u16|u32|u64|usize|i8|i16|i32|i64|isize|bool|char|str)\b|\[|fn\(|unsafe|dyn|free$|malloc$|calloc$|realloc$|memcpy$|memmove$|memset$|pthread_"
     r"|main$|__libc_|_start$|start_thread$|clone3?$)"
 )
 SIM = re.compile(r"^<*wdk_sys::")
@@ -50,11 +51,24 @@ def accesses(report):
     return [first_own_frame(stack) for stack in stacks(report)]
 
 
+def inside_std_sync(stack):
+    """Whether the access is std::sync's own bookkeeping (a frame of std::sync comes before any
+    frame of ours)."""
+    for frame in re.findall(r"#\d+ (\S+)", stack):
+        if "std::sync::" in frame:
+            return True
+        if not STD.match(frame):
+            return False
+    return False
+
+
 def explanation(report):
     """Why a race report is explained by the uninstrumented std, or None."""
     both = stacks(report)
     if len(both) != 2:
         return None
+    if all(inside_std_sync(stack) for stack in both):
+        return "std::sync internals (channels, locks)"
     own = [first_own_frame(stack) for stack in both]
     if all(frame is None for frame in own):
         return "standard library alone (libtest's channel)"

@@ -944,29 +944,75 @@ fn churn(seed: u64, worker: u64, finished: &Mutex<Vec<ProgrammableTarget>>) {
 /// interface disable) from two threads while every target streams: 120 seeded random events.
 #[test]
 fn sensors_arrive_and_leave_concurrently_while_streaming() {
+    arrive_and_leave(0);
+}
+
+/// The soak: rounds of [`churn`] until the targets' streams completed `requests` requests.
+/// `DIMT_SOAK_REQUESTS=<n>` scales it.
+#[test]
+#[ignore = "the DeviceInterfaceMultipleTarget soak (a million requests): run with --ignored"]
+fn sensors_arrive_and_leave_soak() {
+    let requests = std::env::var("DIMT_SOAK_REQUESTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    arrive_and_leave(requests);
+}
+
+/// Rounds of churn from two threads until the streams completed at least `requests` requests
+/// (one round for 0); after each round every sensor left goes, and each sensor's requests are
+/// checked: every one it received completed exactly once.
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+fn arrive_and_leave(requests: usize) {
     let session = Session::begin();
     let seed = session.seed();
+    let started = std::time::Instant::now();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
     let baseline = sim::counters().live_objects;
     let module = module(&log, &host, &no_veto());
-    let finished: Arc<Mutex<Vec<ProgrammableTarget>>> = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..2u64)
-        .map(|worker| {
-            let finished = Arc::clone(&finished);
-            std::thread::spawn(move || churn(seed, worker, &finished))
-        })
-        .collect();
-    for worker in workers {
-        worker.join().unwrap();
+    let mut sensors = 0usize;
+    let mut received = 0u64;
+    for round in 0u64.. {
+        let finished: Arc<Mutex<Vec<ProgrammableTarget>>> = Arc::new(Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..2u64)
+            .map(|worker| {
+                let finished = Arc::clone(&finished);
+                let seed = seed.wrapping_add(round.wrapping_mul(0x2545_F491_4F6C_DD1D));
+                std::thread::spawn(move || churn(seed, worker, &finished))
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        let devices = std::mem::take(&mut *finished.lock().unwrap());
+        for device in &devices {
+            device.surprise_remove();
+        }
+        common::wait_until("every target gone", || module.open_targets() == 0);
+        session.wait_idle();
+        for device in &devices {
+            let counters = device.counters();
+            // Each request the target received was completed once (answered, cancelled, or
+            // failed by the removal; `failed_removed` also counts sends that arrived after it).
+            assert_eq!(device.pending(), 0, "{counters:?}");
+            assert!(
+                counters.answered + counters.cancelled <= counters.received
+                    && counters.received
+                        <= counters.answered + counters.cancelled + counters.failed_removed,
+                "every request completed exactly once: {counters:?}"
+            );
+            assert_eq!(device.open_count(), 0);
+            received += counters.received;
+        }
+        sensors += devices.len();
+        drop(devices);
+        if log.completions.load(Ordering::SeqCst) >= requests {
+            break;
+        }
     }
     let completions = log.completions.load(Ordering::SeqCst);
     assert!(completions > 0, "streams ran");
-    let devices = std::mem::take(&mut *finished.lock().unwrap());
-    for device in &devices {
-        device.surprise_remove();
-    }
-    common::wait_until("every target gone", || module.open_targets() == 0);
     drop(module);
     log.closed.store(true, Ordering::SeqCst);
     session.wait_idle();
@@ -999,25 +1045,13 @@ fn sensors_arrive_and_leave_concurrently_while_streaming() {
         .filter(|(_, e)| e.starts_with("Open"))
         .count();
     assert_eq!(opens, ended.len(), "one Open per target");
-    for device in &devices {
-        let counters = device.counters();
-        // Each request the target received was completed once (answered, cancelled, or
-        // failed by the removal; `failed_removed` also counts sends that arrived after it).
-        assert_eq!(device.pending(), 0, "{counters:?}");
-        assert!(
-            counters.answered + counters.cancelled <= counters.received
-                && counters.received
-                    <= counters.answered + counters.cancelled + counters.failed_removed,
-            "every request completed exactly once: {counters:?}"
-        );
-        assert_eq!(device.open_count(), 0);
-    }
     eprintln!(
-        "seed {seed}: {} targets, {completions} completions",
-        ended.len()
+        "seed {seed}: {sensors} sensors, {} targets, {received} requests received, \
+         {completions} completions in {:.1?}",
+        ended.len(),
+        started.elapsed()
     );
     drop(ended);
-    drop(devices);
     host.remove();
     driver.unload();
     session.end();

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! (`SOAK_REQUESTS=<n>` sets the count of the default test; `KMDF_SIM_SEED=<seed>` replays
-//! the seed it prints, as far as thread timing allows.)
+//! the seed it prints, as far as thread timing allows.) The `DeviceInterfaceMultipleTarget`
+//! soak, sensors arriving and leaving from two threads while every target streams, is
+//! `sensors_arrive_and_leave_soak` in that module's test file.
 #![cfg(not(windows))]
 
 mod common;

@@ -8,6 +8,9 @@ A race report is explained, and not a finding, in two cases only:
   hashbrown, libtest, the sanitizer runtime, libc allocation) belongs to the simulation
   (`wdk_sys::`): the simulation keeps its state behind std::sync::Mutex and Condvar, whose
   contended paths (futex waits) are uninstrumented, so TSan misses the handoff between holders;
+- the raced memory was allocated as a std::sync::Mutex or RwLock (TSan names the heap block and
+  its allocation stack): safe code reaches the contents only by taking the lock, and a holder
+  that waited in the lock's contended path took it in uninstrumented code;
 - both accesses are standard library code alone (libtest's result channel), or std::sync's own
   bookkeeping (a channel's waker list, reached through std frames before any of ours);
 - one access runs under the drop of an Arc's or Weak's last reference (`drop_slow`, or the free
@@ -62,11 +65,23 @@ def inside_std_sync(stack):
     return False
 
 
+def inside_std_lock(report):
+    """Whether the raced memory is a heap block allocated as (part of) a std::sync::Mutex or
+    RwLock: safe code reaches its contents only through the lock."""
+    location = report.split("Location is heap block", 1)
+    if len(location) < 2:
+        return False
+    frames = re.findall(r"#\d+ (\S+)", location[1].split("\n\n")[0])
+    return any(re.search(r"std::sync::(poison::)?(mutex::Mutex|rwlock::RwLock)<", frame) for frame in frames)
+
+
 def explanation(report):
     """Why a race report is explained by the uninstrumented std, or None."""
     both = stacks(report)
     if len(both) != 2:
         return None
+    if inside_std_lock(report):
+        return "data inside a std Mutex/RwLock (safe code reaches it only through the lock)"
     if all(inside_std_sync(stack) for stack in both):
         return "std::sync internals (channels, locks)"
     own = [first_own_frame(stack) for stack in both]

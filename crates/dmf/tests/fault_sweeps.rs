@@ -683,3 +683,20 @@ fn every_sweep_under_many_schedules() {
         sweep_device_interface_multiple_target();
     });
 }
+
+#[test]
+fn the_schedule_runner_names_the_seed_that_failed() {
+    let outcome = std::panic::catch_unwind(|| {
+        common::schedules::under_seed_range("probe", 1..6, || {
+            let session = wdk_sys::sim::Session::begin();
+            let seed = session.seed();
+            session.end();
+            assert_ne!(seed, 3, "fails under seed 3 only");
+        });
+    });
+    let message = *outcome
+        .expect_err("seed 3 fails")
+        .downcast::<String>()
+        .expect("a message");
+    assert!(message.contains("KMDF_SIM_SEED=3"), "{message}");
+}

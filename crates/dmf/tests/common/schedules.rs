@@ -24,13 +24,20 @@ pub fn seeds(default_count: u64) -> std::ops::Range<u64> {
     first..first + var("SCHEDULE_SEEDS", default_count)
 }
 
-/// Runs `test` once per seed (each of its sessions takes the seed), stops at the first
-/// failure and panics naming its seed; prints the count run.
+/// Runs `test` once per seed of [`seeds`] (each of its sessions takes the seed), stops at the
+/// first failure and panics naming its seed; prints the count run.
 ///
 /// # Panics
 /// When `test` fails under a seed.
-pub fn under_seeds(name: &str, default_count: u64, mut test: impl FnMut()) {
-    let range = seeds(default_count);
+pub fn under_seeds(name: &str, default_count: u64, test: impl FnMut()) {
+    under_seed_range(name, seeds(default_count), test);
+}
+
+/// [`under_seeds`] over an explicit range of seeds.
+///
+/// # Panics
+/// When `test` fails under a seed.
+pub fn under_seed_range(name: &str, range: std::ops::Range<u64>, mut test: impl FnMut()) {
     let count = range.end - range.start;
     for seed in range {
         wdk_sys::sim::set_seed(Some(seed));

@@ -1267,10 +1267,10 @@ fn fault_sweep_over_the_whole_life() {
             // A request parked, then paired with data.
             let parked = file.device_io_control_overlapped(IOCTL_WAIT, &[], 8);
             let stored = with(|n| n.data_process(&7u32.to_le_bytes(), NtStatus::SUCCESS));
-            let (status, _) = done(&parked);
             // Data 7 waits for the next request if the parked one never reached the module.
             let mut oldest = 8;
             if run.check(stored).is_some() {
+                let (status, _) = done(&parked);
                 if status == NtStatus::SUCCESS.raw() {
                     assert_eq!(
                         u32::from_le_bytes(parked.output()[..4].try_into().unwrap()),
@@ -1281,7 +1281,12 @@ fn fault_sweep_over_the_whole_life() {
                     oldest = 7;
                 }
             } else {
+                // Nothing for the parked request: it is cancelled, or failed before parking.
                 let _ = parked.cancel();
+                let status = NtStatus::from_raw(done(&parked).0);
+                if status != NtStatus::CANCELLED {
+                    run.failed(status);
+                }
             }
             // Data waiting for a request, then a request taking it.
             if run

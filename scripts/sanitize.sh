@@ -48,9 +48,16 @@ tests=(
   dmf:module_threaded_buffer_queue
   dmf:module_queued_work_item
   dmf:module_notify_user_with_request
+  dmf:module_device_interface_target
+  dmf:module_device_interface_multiple_target
   dmf-sample-sensor-lib:bad_input
   dmf-sample-stream-lib:bad_input
 )
+# SANITIZE_TESTS="dmf:soak dmf:fault_sweeps" runs only those.
+if [ -n "${SANITIZE_TESTS:-}" ]; then
+  # shellcheck disable=SC2206
+  tests=($SANITIZE_TESTS)
+fi
 
 status=0
 for kind in "${kinds[@]}"; do

@@ -1,32 +1,32 @@
 //! # DMF sample: a sensor stream (KMDF driver)
 //!
-//! A root-enumerated KMDF driver (hardware id `Root\DmfSampleStream`) that hosts a
-//! [`ContinuousRequestTarget`] and keeps [`STREAMING_REQUESTS`] read-sample requests
-//! permanently in flight to a sensor:
+//! A root-enumerated KMDF driver (hardware id `Root\DmfSampleStream`) that finds a sensor
+//! through its device interface with a [`DeviceInterfaceTarget`] and keeps
+//! [`STREAMING_REQUESTS`] read-sample requests permanently in flight to it:
 //!
-//! * `PrepareHardware` creates the module (Automatic mode, output buffers sized for one
-//!   [`SensorSample`](interface::SensorSample)) as a static module of the device's
-//!   `DeviceModules`, so the device's `PnP`/power callbacks reach it: `D0Exit` stops streaming
-//!   and purges the target, `D0Entry` restarts both. `ReleaseHardware` closes it again.
-//! * From `PrepareHardware` it listens for
+//! * `PrepareHardware` creates the module as a static module of the device's `DeviceModules`
+//!   and routes the callback to it: it registers for
 //!   [`GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR`](interface::GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR)
-//!   interfaces (already present ones included). While it has no sensor, the first interface
-//!   that arrives is opened as an I/O target and handed to the module (`io_target_set`), which
-//!   starts streaming. When that interface goes away streaming stops (`io_target_clear`) and the
-//!   target is closed; the next arrival connects again.
+//!   interfaces (already present ones included). The first sensor that arrives is opened and
+//!   streamed from (the module's streaming child is in Automatic mode, output buffers sized for
+//!   one [`SensorSample`](interface::SensorSample)); when it goes (query-remove, surprise
+//!   removal, interface disabled) streaming stops and the target is closed, a cancelled removal
+//!   reopens it and streaming resumes, and the next arrival connects again. `D0Exit` stops
+//!   streaming and purges the target, `D0Entry` restarts both. `ReleaseHardware` (orderly or
+//!   surprise removal) unregisters, which closes the sensor, and drops the module.
+//! * The module's callbacks keep the statistics: `Open` (a new sensor) restarts the sequence
+//!   check and counts a connection; the post-open and pre-close hooks say whether a sensor is
+//!   connected.
 //! * The output callback counts samples and checks each sensor's sequence numbers: none may
 //!   come twice (completions of concurrent requests may arrive slightly reordered, which is
 //!   counted separately). It allocates nothing, and takes only the statistics' own spin lock:
 //!   a sensor that completes reads inline (in its queue callback, inside the stream's send)
-//!   runs it inside `io_target_set` and the module's other calls, which this driver makes
-//!   holding its `PnP` wait lock.
+//!   runs it inside the module's calls, which this driver makes holding its `PnP` wait lock.
 //! * The device registers
 //!   [`GUID_DEVINTERFACE_DMF_SAMPLE_STREAM`](interface::GUID_DEVINTERFACE_DMF_SAMPLE_STREAM) and
 //!   answers
 //!   [`IOCTL_DMF_SAMPLE_STREAM_GET_STATISTICS`](interface::IOCTL_DMF_SAMPLE_STREAM_GET_STATISTICS)
 //!   with [`StreamStatistics`](interface::StreamStatistics), in any power state.
-//! * `ReleaseHardware` (orderly or surprise removal) unregisters the notification, stops
-//!   streaming, closes the target and closes the modules.
 //!
 //! The driver is safe Rust over `dmf`; `dmf::driver_entry!` defines `DriverEntry`.
 
@@ -45,22 +45,21 @@ pub mod interface;
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use dmf::core::{DeviceModules, ModuleAttributes, PowerState};
 use dmf::dmf_trace;
 use dmf::modules::continuous_request_target::{
-    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, Mode, OutputBuffer,
-    RequestType,
+    BufferDisposition, ContinuousRequestTargetConfig, Mode, OutputBuffer, RequestType,
+};
+use dmf::modules::device_interface_target::{
+    DeviceInterfaceTarget, DeviceInterfaceTargetConfig, PnpRegisterWhen, TargetState,
 };
 use dmf::wdf::NtStatus;
 use dmf::wdf::device::{Device, DeviceInit, IoType};
 use dmf::wdf::device_handler::{DeviceHandler, create_device};
 use dmf::wdf::driver::Driver;
 use dmf::wdf::entry::{DriverCallbacks, IoQueueHandler, create_queue};
-use dmf::wdf::io_target::{IoTarget, RemoveCallbacks};
-use dmf::wdf::pnp_notification::{InterfaceChange, InterfaceNotification};
 use dmf::wdf::queue::{DispatchType, Queue, QueueConfig, QueueRequest};
 use dmf::wdf::spin_lock::SpinLock;
 use dmf::wdf::trace::TraceLevel;
@@ -101,13 +100,10 @@ impl DriverCallbacks for StreamDriver {
         )?;
         device.create_device_interface(&GUID_DEVINTERFACE_DMF_SAMPLE_STREAM, None)?;
         let shared = Arc::new(Shared {
-            device,
             stats,
             link: WaitLock::create(Link {
                 modules: None,
-                streamer: None,
-                connection: None,
-                notification: None,
+                sensor: None,
             })?,
         });
         pending.install(StreamDevice(shared))?;
@@ -117,6 +113,38 @@ impl DriverCallbacks for StreamDriver {
 }
 
 dmf::driver_entry!(StreamDriver);
+
+/// The module: the sensor interface, streamed from in Automatic mode; its callbacks keep the
+/// statistics.
+fn sensor_config(stats: &Arc<Stats>) -> DeviceInterfaceTargetConfig {
+    let on_state = Arc::clone(stats);
+    DeviceInterfaceTargetConfig {
+        module_open_option: PnpRegisterWhen::PrepareHardware,
+        device_interface_target_guid: GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR,
+        continuous_request_target_config: streamer_config(Arc::clone(stats)),
+        on_state_change: Some(Box::new(move |_module, state| {
+            dmf_trace!(TraceLevel::Info, MODULE, "sensor: {state:?}");
+            if state == TargetState::Open {
+                on_state.new_sensor();
+            }
+        })),
+        ..DeviceInterfaceTargetConfig::default()
+    }
+}
+
+/// Static module attributes whose hooks say whether a sensor is connected.
+fn sensor_attributes(stats: &Arc<Stats>) -> ModuleAttributes {
+    let opened = Arc::clone(stats);
+    let closing = Arc::clone(stats);
+    let mut attributes = ModuleAttributes::static_module();
+    attributes.post_open = Some(Box::new(move || {
+        opened.connected.store(1, Ordering::Release);
+    }));
+    attributes.pre_close = Some(Box::new(move || {
+        closing.connected.store(0, Ordering::Release);
+    }));
+    attributes
+}
 
 fn streamer_config(stats: Arc<Stats>) -> ContinuousRequestTargetConfig {
     ContinuousRequestTargetConfig {
@@ -223,14 +251,13 @@ impl Stats {
     }
 
     /// A new sensor: its sequence numbers start again.
-    fn connected(&self) {
+    fn new_sensor(&self) {
         {
             let mut order = self.order.lock();
             order.last = SensorSample::default();
             order.seen = 0;
         }
         self.connections.fetch_add(1, Ordering::Relaxed);
-        self.connected.store(1, Ordering::Release);
     }
 
     fn snapshot(&self) -> StreamStatistics {
@@ -251,113 +278,35 @@ impl Stats {
     }
 }
 
-/// The sensor the device streams from.
-struct Connection {
-    target: IoTarget,
-    name: Vec<u16>,
-}
-
-/// What `PnP` callbacks and interface notifications change (under the wait lock, at
-/// `PASSIVE_LEVEL`). The module's calls made under it may run the output callback inline, so
-/// that callback must never take this lock.
+/// What `PnP` callbacks change (under the wait lock, at `PASSIVE_LEVEL`). The module's calls
+/// made under it may run the output callback inline, so that callback must never take this
+/// lock.
 struct Link {
     modules: Option<DeviceModules>,
-    streamer: Option<ContinuousRequestTarget>,
-    connection: Option<Connection>,
-    notification: Option<InterfaceNotification>,
+    sensor: Option<DeviceInterfaceTarget>,
 }
 
-impl Link {
-    /// Stops streaming and closes the sensor, if one is open.
-    fn disconnect(&mut self, stats: &Stats) {
-        let Some(connection) = self.connection.take() else {
-            return;
-        };
-        if let Some(streamer) = &self.streamer {
-            streamer.io_target_clear();
-        }
-        connection.target.close();
-        stats.connected.store(0, Ordering::Release);
-        dmf_trace!(TraceLevel::Info, MODULE, "sensor closed");
-    }
-}
-
-/// One stream device's state, shared with its interface notification.
+/// One stream device's state.
 struct Shared {
-    device: Device,
     stats: Arc<Stats>,
     link: WaitLock<Link>,
 }
 
 impl Shared {
-    fn interface_changed(&self, change: InterfaceChange, name: &[u16]) {
-        let mut link = self.link.lock();
-        match change {
-            InterfaceChange::Arrival if link.connection.is_none() => {
-                if let Err(status) = self.connect(&mut link, name) {
-                    dmf_trace!(
-                        TraceLevel::Warning,
-                        MODULE,
-                        "could not stream from an arriving sensor: {status:?}"
-                    );
-                }
-            }
-            InterfaceChange::Removal
-                if link
-                    .connection
-                    .as_ref()
-                    .is_some_and(|connection| connection.name == name) =>
-            {
-                link.disconnect(&self.stats);
-            }
-            _ => {}
-        }
-    }
-
-    fn connect(&self, link: &mut Link, name: &[u16]) -> Result<(), NtStatus> {
-        let Some(streamer) = &link.streamer else {
-            return Err(NtStatus::INVALID_DEVICE_STATE);
-        };
-        let mut saved = Vec::new();
-        saved
-            .try_reserve_exact(name.len())
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        saved.extend_from_slice(name);
-        let target = IoTarget::create(self.device)?;
-        target.open_by_name(name, RemoveCallbacks::default())?;
-        self.stats.connected();
-        if let Err(status) = streamer.io_target_set(&target) {
-            self.stats.connected.store(0, Ordering::Release);
-            target.close();
-            return Err(status);
-        }
-        link.connection = Some(Connection {
-            target,
-            name: saved,
-        });
-        dmf_trace!(TraceLevel::Info, MODULE, "streaming from a sensor");
-        Ok(())
-    }
-
-    /// Stops listening, stops streaming, closes the sensor, then closes and drops the
-    /// modules (`ReleaseHardware`: they are created again by the next `PrepareHardware`).
+    /// Unregisters (which closes the sensor), then closes and drops the module
+    /// (`ReleaseHardware`: it is created again by the next `PrepareHardware`).
     fn tear_down(&self) {
-        // Unregister outside the lock: unregistering waits for a running notification, which
-        // may be waiting for the lock.
-        let notification = self.link.lock().notification.take();
-        drop(notification);
-        let (modules, streamer) = {
+        let (modules, sensor) = {
             let mut link = self.link.lock();
-            link.disconnect(&self.stats);
             if let Some(modules) = &link.modules {
                 modules.release_hardware();
             }
-            (link.modules.take(), link.streamer.take())
+            (link.modules.take(), link.sensor.take())
         };
         if let Some(mut modules) = modules {
             modules.destroy();
         }
-        drop(streamer);
+        drop(sensor);
     }
 }
 
@@ -366,28 +315,16 @@ struct StreamDevice(Arc<Shared>);
 
 impl DeviceHandler for StreamDevice {
     fn prepare_hardware(&self, device: Device) -> Result<(), NtStatus> {
-        {
-            let mut link = self.0.link.lock();
-            let streamer = ContinuousRequestTarget::create(
-                device.handle().cast(),
-                streamer_config(Arc::clone(&self.0.stats)),
-                ModuleAttributes::static_module(),
-            )?;
-            let mut modules = DeviceModules::new();
-            modules.add(&streamer)?;
-            modules.post_create()?;
-            modules.prepare_hardware()?;
-            link.modules = Some(modules);
-            link.streamer = Some(streamer);
-        }
-        let shared = Arc::clone(&self.0);
-        let notification = InterfaceNotification::register(
-            device.driver(),
-            &GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR,
-            true,
-            move |change, name| shared.interface_changed(change, name),
-        )?;
-        self.0.link.lock().notification = Some(notification);
+        let mut link = self.0.link.lock();
+        let stats = &self.0.stats;
+        let sensor =
+            DeviceInterfaceTarget::create(device, sensor_config(stats), sensor_attributes(stats))?;
+        let mut modules = DeviceModules::new();
+        modules.add(&sensor)?;
+        modules.post_create()?;
+        modules.prepare_hardware()?;
+        link.modules = Some(modules);
+        link.sensor = Some(sensor);
         Ok(())
     }
 
@@ -424,8 +361,7 @@ impl DeviceHandler for StreamDevice {
     }
 
     fn cleanup(&self, _device: Device) {
-        // Normally done by ReleaseHardware already; this also breaks the reference cycle
-        // through the notification callback.
+        // Normally done by ReleaseHardware already.
         self.0.tear_down();
     }
 }

@@ -1,6 +1,7 @@
 //! The stream driver loaded in the simulation next to the sensor driver: it finds the sensor
 //! through its interface, streams samples, survives power cycles, stops cleanly when the sensor
-//! goes mid-stream and reconnects when one comes back. (The simulation is the framework on
+//! goes mid-stream, lets go of it for a query-remove and takes it back when the removal is
+//! cancelled, and reconnects when one comes back. (The simulation is the framework on
 //! non-Windows hosts only.)
 #![cfg(not(windows))]
 
@@ -471,5 +472,89 @@ fn streams_from_the_sensor_with_latency() {
     rig.unload();
     // Ending the session checks for verifier reports (a wait at DISPATCH_LEVEL among them) and
     // for anything left behind.
+    session.end();
+}
+
+/// The sensor's orderly removal is queried and then cancelled by the `PnP` manager: the stream
+/// lets go of the sensor for the query (closed, nothing streams), reopens it on the cancel and
+/// streams again from the same sensor (not a new connection); a query that is not cancelled
+/// ends with the sensor's removal and a disconnect.
+#[test]
+fn sensor_query_remove_cancelled_then_completed() {
+    let session = Session::begin();
+    let rig = boot();
+    let sensor = rig.add_sensor();
+    let before = wait_for(&rig.file, "samples", |s| s.samples >= 100);
+    assert!(sensor.query_remove(), "the stream agrees to the removal");
+    let queried = wait_for(&rig.file, "closed for the query", |s| s.connected == 0);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        statistics(&rig.file).samples,
+        queried.samples,
+        "nothing streams while the removal is pending"
+    );
+    sensor.cancel_remove();
+    let resumed = wait_for(&rig.file, "samples after the cancel", |s| {
+        s.connected == 1 && s.samples >= queried.samples + 100
+    });
+    assert_eq!(resumed.connections, 1, "the same sensor, reopened");
+    assert!(resumed.samples > before.samples);
+    assert_eq!((resumed.errors, resumed.duplicates), (0, 0), "{resumed:?}");
+    assert!(sensor.query_remove());
+    wait_for(&rig.file, "closed for the query", |s| s.connected == 0);
+    sensor.remove();
+    let gone = statistics(&rig.file);
+    assert_eq!((gone.connected, gone.connections), (0, 1));
+    // The next sensor connects.
+    let second = rig.add_sensor();
+    wait_for(&rig.file, "the next sensor", |s| {
+        s.connections == 2 && s.connected == 1 && s.samples >= gone.samples + 50
+    });
+    second.remove();
+    wait_for(&rig.file, "disconnect", |s| s.connected == 0);
+    rig.unload();
+    session.end();
+}
+
+/// Another driver vetoes the sensor's query-remove after the stream agreed: the `PnP` manager
+/// cancels the removal, and the stream reopens the sensor and resumes; a query that nobody
+/// vetoes then removes it.
+#[test]
+fn sensor_query_remove_vetoed_by_another_driver_resumes_the_stream() {
+    let session = Session::begin();
+    let target =
+        ProgrammableTarget::with_interface(stream_interface::GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR);
+    target.set_responder(|received| {
+        let sample = stream_interface::SensorSample {
+            sequence: received.sequence,
+            timestamp_100ns: 0,
+            value: 1,
+            reserved: 0,
+        };
+        Response::data(&sample.to_bytes()).from_worker()
+    });
+    let stream_driver = Driver::load(dmf_sample_stream::driver_entry).expect("loads");
+    let stream = stream_driver.add_device().expect("added");
+    stream.start().expect("started");
+    let file = File::open_interface(&GUID_DEVINTERFACE_DMF_SAMPLE_STREAM).expect("opens");
+    wait_for(&file, "samples", |s| s.samples >= 100);
+    assert!(target.query_remove_pending(), "the stream agrees");
+    let queried = wait_for(&file, "closed for the query", |s| s.connected == 0);
+    assert_eq!(target.open_count(), 0);
+    // The veto elsewhere: the PnP manager cancels the removal.
+    target.remove_canceled();
+    let resumed = wait_for(&file, "samples after the veto", |s| {
+        s.connected == 1 && s.samples >= queried.samples + 100
+    });
+    assert_eq!(target.open_count(), 1);
+    assert_eq!((resumed.connections, resumed.errors), (1, 0), "{resumed:?}");
+    assert!(target.query_remove(), "nobody vetoes now");
+    let gone = wait_for(&file, "disconnect", |s| s.connected == 0);
+    assert_eq!(gone.connections, 1);
+    assert_eq!(target.open_count(), 0);
+    drop(file);
+    stream.remove();
+    stream_driver.unload();
+    drop(target);
     session.end();
 }

@@ -34,6 +34,23 @@ impl<N: ModuleNode + 'static> Module<N> {
         Ok(module)
     }
 
+    /// As [`Module::new`], for a node that keeps a weak handle to itself (to give framework
+    /// callbacks it registers later: they must not keep the module alive). `build` receives
+    /// that handle; it cannot be upgraded before `build` returns.
+    pub fn new_cyclic(build: impl FnOnce(&alloc::sync::Weak<N>) -> N) -> Result<Self, ModuleError> {
+        let module = Self {
+            node: Arc::new_cyclic(build),
+        };
+        let core = module.node.core();
+        if core.is_dynamic() {
+            if module.node.has_pnp_callbacks() {
+                return Err(ConfigError::DynamicModuleWithPnpCallbacks.into());
+            }
+            lifecycle::open_on_create(&*module.node)?;
+        }
+        Ok(module)
+    }
+
     /// Takes ownership of a child built by its parent: it is opened by the parent's tree.
     pub fn new_child(node: N) -> Self {
         Self {

@@ -1,12 +1,16 @@
 //! `WDFIOTARGET`: remote targets opened by symbolic link name, and the device's local target.
 
+use alloc::boxed::Box;
+
 use wdk_sys::{
-    _WDF_IO_TARGET_OPEN_TYPE, _WDF_IO_TARGET_PURGE_IO_ACTION, _WDF_IO_TARGET_SENT_IO_ACTION,
-    _WDF_IO_TARGET_STATE, _WDF_MEMORY_DESCRIPTOR_TYPE, _WDF_REQUEST_SEND_OPTIONS_FLAGS as SEND,
-    GENERIC_READ, GENERIC_WRITE, PFN_WDF_IO_TARGET_QUERY_REMOVE, PFN_WDF_IO_TARGET_REMOVE_CANCELED,
-    PFN_WDF_IO_TARGET_REMOVE_COMPLETE, ULONG_PTR, UNICODE_STRING, WDF_IO_TARGET_OPEN_PARAMS,
-    WDF_MEMORY_DESCRIPTOR, WDF_NO_OBJECT_ATTRIBUTES, WDF_REQUEST_SEND_OPTIONS, WDFIOTARGET,
-    call_unsafe_wdf_function_binding,
+    _WDF_EXECUTION_LEVEL, _WDF_IO_TARGET_OPEN_TYPE, _WDF_IO_TARGET_PURGE_IO_ACTION,
+    _WDF_IO_TARGET_SENT_IO_ACTION, _WDF_IO_TARGET_STATE, _WDF_MEMORY_DESCRIPTOR_TYPE,
+    _WDF_REQUEST_SEND_OPTIONS_FLAGS as SEND, _WDF_SYNCHRONIZATION_SCOPE, FILE_SHARE_READ,
+    FILE_SHARE_WRITE, GENERIC_READ, GENERIC_WRITE, NTSTATUS, PFN_WDF_IO_TARGET_QUERY_REMOVE,
+    PFN_WDF_IO_TARGET_REMOVE_CANCELED, PFN_WDF_IO_TARGET_REMOVE_COMPLETE, PVOID, ULONG_PTR,
+    UNICODE_STRING, WDF_IO_TARGET_OPEN_PARAMS, WDF_MEMORY_DESCRIPTOR, WDF_NO_OBJECT_ATTRIBUTES,
+    WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDF_REQUEST_SEND_OPTIONS, WDFIOTARGET,
+    WDFOBJECT, call_unsafe_wdf_function_binding,
 };
 
 use super::device::Device;
@@ -55,12 +59,159 @@ pub struct RemoveCallbacks {
     pub remove_complete: PFN_WDF_IO_TARGET_REMOVE_COMPLETE,
 }
 
+/// The access and sharing a remote target is opened with (`WDF_IO_TARGET_OPEN_PARAMS`'s
+/// `DesiredAccess` and `ShareAccess`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenAccess {
+    /// `DesiredAccess` (e.g. `GENERIC_READ | GENERIC_WRITE`).
+    pub desired_access: u32,
+    /// `ShareAccess` (`FILE_SHARE_*` bits).
+    pub share_access: u32,
+}
+
+impl Default for OpenAccess {
+    /// Read/write access, shared for reading and writing.
+    fn default() -> Self {
+        Self {
+            desired_access: GENERIC_READ | GENERIC_WRITE,
+            share_access: FILE_SHARE_READ | FILE_SHARE_WRITE,
+        }
+    }
+}
+
+/// What a remote target's owner does when the target's device is removed
+/// (`EvtIoTargetQueryRemove`, `EvtIoTargetRemoveCanceled`, `EvtIoTargetRemoveComplete`, all at
+/// `PASSIVE_LEVEL`). Installed with [`IoTarget::create_with_handler`]; the framework frees it
+/// with the target, after its last callback returned.
+pub trait RemoveHandler: Send + Sync {
+    /// The device is asked whether it may be removed: `Err` vetoes. The handler closes the
+    /// target for the query (`IoTarget::close_for_query_remove`) if it agrees.
+    fn query_remove(&self, target: &IoTarget) -> Result<(), NtStatus>;
+    /// A removal the target agreed to was cancelled: the handler may reopen it.
+    fn remove_canceled(&self, target: &IoTarget);
+    /// The device is gone: the handler closes the target.
+    fn remove_complete(&self, target: &IoTarget);
+}
+
+/// The object context of targets with a [`RemoveHandler`]: the boxed handler, boxed again so
+/// the slot is a thin pointer (null in a zeroed context).
+#[repr(C)]
+struct RemoveSlot {
+    handler: *mut Box<dyn RemoveHandler>,
+}
+
+/// A context type description that may live in a `static`.
+#[repr(transparent)]
+struct ContextType(WDF_OBJECT_CONTEXT_TYPE_INFO);
+
+// SAFETY: the description is immutable and points only at `'static` data.
+unsafe impl Sync for ContextType {}
+
+/// The context type of [`RemoveSlot`], as `WDF_DECLARE_CONTEXT_TYPE` declares one.
+static REMOVE_CONTEXT: ContextType = ContextType(WDF_OBJECT_CONTEXT_TYPE_INFO {
+    Size: size_of::<WDF_OBJECT_CONTEXT_TYPE_INFO>() as u32,
+    ContextName: c"DmfIoTargetRemoveContext".as_ptr(),
+    ContextSize: size_of::<RemoveSlot>(),
+    UniqueType: &raw const REMOVE_CONTEXT.0,
+    EvtDriverGetUniqueContextType: None,
+});
+
+fn remove_slot(target: WDFIOTARGET) -> *mut RemoveSlot {
+    // SAFETY: `target` is a live target created by `create_with_handler`; the type info is a
+    // static.
+    let context: PVOID = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfObjectGetTypedContextWorker,
+            target.cast(),
+            &raw const REMOVE_CONTEXT.0
+        )
+    };
+    context.cast()
+}
+
+/// Runs `f` with the handler of `target`, if it has one.
+fn with_handler<R>(
+    target: WDFIOTARGET,
+    f: impl FnOnce(&dyn RemoveHandler, &IoTarget) -> R,
+) -> Option<R> {
+    if target.is_null() {
+        return None;
+    }
+    let slot = remove_slot(target);
+    if slot.is_null() {
+        return None;
+    }
+    // SAFETY: the slot is a valid `RemoveSlot` written at creation, before the target was
+    // opened (so before any removal callback).
+    let handler = unsafe { (*slot).handler };
+    if handler.is_null() {
+        return None;
+    }
+    let borrowed = IoTarget::borrowed(target);
+    // Keep the target (and so its context and handler) alive through the call even if the
+    // handler deletes the target: its destroy callback runs at the last dereference.
+    // SAFETY: a live target; balanced below.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfObjectReferenceActual,
+            target.cast(),
+            core::ptr::null_mut(),
+            0,
+            core::ptr::null()
+        );
+    };
+    // SAFETY: the handler is freed only by the destroy callback, which cannot run before the
+    // reference just taken is released.
+    let result = f(unsafe { &**handler }, &borrowed);
+    // SAFETY: releases the reference taken above (the object may be destroyed now).
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfObjectDereferenceActual,
+            target.cast(),
+            core::ptr::null_mut(),
+            0,
+            core::ptr::null()
+        );
+    };
+    Some(result)
+}
+
+unsafe extern "C" fn on_query_remove(target: WDFIOTARGET) -> NTSTATUS {
+    with_handler(target, |handler, target| handler.query_remove(target))
+        .unwrap_or(Ok(()))
+        .map_or_else(NtStatus::raw, |()| NtStatus::SUCCESS.raw())
+}
+
+unsafe extern "C" fn on_remove_canceled(target: WDFIOTARGET) {
+    with_handler(target, |handler, target| handler.remove_canceled(target));
+}
+
+unsafe extern "C" fn on_remove_complete(target: WDFIOTARGET) {
+    with_handler(target, |handler, target| handler.remove_complete(target));
+}
+
+/// `EvtDestroyCallback` of targets with a handler: frees the handler box.
+unsafe extern "C" fn free_remove_handler(object: WDFOBJECT) {
+    let slot = remove_slot(object.cast());
+    if slot.is_null() {
+        return;
+    }
+    let field = slot.cast::<*mut Box<dyn RemoveHandler>>();
+    // SAFETY: the slot is a valid `RemoveSlot`; the destroy callback runs once, last.
+    let handler = unsafe { core::ptr::replace(field, core::ptr::null_mut()) };
+    if !handler.is_null() {
+        // SAFETY: the pointer came from `Box::into_raw` in `create_with_handler`, freed once.
+        drop(unsafe { Box::from_raw(handler) });
+    }
+}
+
 /// An I/O target. Created targets are deleted when dropped; borrowed ones (the device's local
 /// target) are not.
 #[derive(Debug)]
 pub struct IoTarget {
     handle: WDFIOTARGET,
     owned: bool,
+    handled: bool,
 }
 
 // SAFETY: a WDFIOTARGET handle may be used from any thread.
@@ -96,7 +247,53 @@ impl IoTarget {
         Ok(Self {
             handle,
             owned: true,
+            handled: false,
         })
+    }
+
+    /// `WdfIoTargetCreate` on `device` (parented to it) with `handler` in the target's context:
+    /// a target opened with [`open_by_name_with`](Self::open_by_name_with) reports its
+    /// device's removal to it. `PASSIVE_LEVEL`.
+    pub fn create_with_handler(
+        device: Device,
+        handler: Box<dyn RemoveHandler>,
+    ) -> Result<Self, NtStatus> {
+        let device = device.handle();
+        let mut attributes = WDF_OBJECT_ATTRIBUTES {
+            Size: size_of::<WDF_OBJECT_ATTRIBUTES>() as u32,
+            EvtDestroyCallback: Some(free_remove_handler),
+            ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+            SynchronizationScope:
+                _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+            ContextTypeInfo: &raw const REMOVE_CONTEXT.0,
+            ..WDF_OBJECT_ATTRIBUTES::default()
+        };
+        let mut handle: WDFIOTARGET = core::ptr::null_mut();
+        // SAFETY: a valid device, initialized attributes and a valid out pointer.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfIoTargetCreate,
+                device,
+                &raw mut attributes,
+                &raw mut handle
+            )
+        };
+        NtStatus::from_raw(status).into_result()?;
+        let mut target = Self {
+            handle,
+            owned: true,
+            handled: false,
+        };
+        let slot = remove_slot(handle);
+        if slot.is_null() {
+            return Err(NtStatus::INTERNAL_ERROR);
+        }
+        let boxed = Box::into_raw(Box::new(handler));
+        // SAFETY: the context area is a zeroed, aligned `RemoveSlot` owned by the target; no
+        // callback can run yet (the target was never opened).
+        unsafe { slot.write(RemoveSlot { handler: boxed }) };
+        target.handled = true;
+        Ok(target)
     }
 
     /// The device's local target (`WdfDeviceGetIoTarget`), borrowed.
@@ -108,6 +305,7 @@ impl IoTarget {
         Self {
             handle,
             owned: false,
+            handled: false,
         }
     }
 
@@ -117,6 +315,7 @@ impl IoTarget {
         Self {
             handle,
             owned: false,
+            handled: false,
         }
     }
 
@@ -141,6 +340,42 @@ impl IoTarget {
                 Buffer: name.as_ptr().cast_mut(),
             },
             DesiredAccess: GENERIC_READ | GENERIC_WRITE,
+            ..Default::default()
+        };
+        // SAFETY: a valid target; the params and the name outlive the call.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(WdfIoTargetOpen, self.handle, &raw mut params)
+        };
+        NtStatus::from_raw(status).into_result()
+    }
+
+    /// `WdfIoTargetOpen` by symbolic link name (UTF-16, no terminator) with the given access
+    /// and sharing; a target created with [`create_with_handler`](Self::create_with_handler)
+    /// gets its handler's removal callbacks. `PASSIVE_LEVEL`.
+    pub fn open_by_name_with(&self, name: &[u16], access: OpenAccess) -> Result<(), NtStatus> {
+        let length = u16::try_from(name.len() * 2).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        let handled = self.handled;
+        let mut params = WDF_IO_TARGET_OPEN_PARAMS {
+            Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
+            Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
+            EvtIoTargetQueryRemove: if handled { Some(on_query_remove) } else { None },
+            EvtIoTargetRemoveCanceled: if handled {
+                Some(on_remove_canceled)
+            } else {
+                None
+            },
+            EvtIoTargetRemoveComplete: if handled {
+                Some(on_remove_complete)
+            } else {
+                None
+            },
+            TargetDeviceName: UNICODE_STRING {
+                Length: length,
+                MaximumLength: length,
+                Buffer: name.as_ptr().cast_mut(),
+            },
+            DesiredAccess: access.desired_access,
+            ShareAccess: access.share_access,
             ..Default::default()
         };
         // SAFETY: a valid target; the params and the name outlive the call.

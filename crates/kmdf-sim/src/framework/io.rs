@@ -326,6 +326,8 @@ pub(crate) struct Link {
     files: Mutex<Vec<u64>>,
     watchers: Mutex<Vec<(u64, Arc<dyn Opener>)>>,
     removed: AtomicBool,
+    /// `DesiredAccess` and `ShareAccess` of the last I/O target open (test observation).
+    last_access: Mutex<Option<(u32, u32)>>,
 }
 
 struct Namespace {
@@ -371,6 +373,7 @@ pub(crate) fn publish(name: &str, node: Arc<dyn DeviceNode>) -> Result<Arc<Link>
         files: Mutex::new(Vec::new()),
         watchers: Mutex::new(Vec::new()),
         removed: AtomicBool::new(false),
+        last_access: Mutex::new(None),
     });
     namespace.links.insert(key, link.clone());
     Ok(link)
@@ -403,6 +406,16 @@ impl Link {
     pub(crate) fn close(&self, file: u64) {
         lock(&self.files).retain(|f| *f != file);
         self.node.file_closed(file);
+    }
+
+    /// Records the access an I/O target opened this link with.
+    pub(crate) fn record_access(&self, desired: u32, share: u32) {
+        *lock(&self.last_access) = Some((desired, share));
+    }
+
+    /// The access of the last I/O target open.
+    pub(crate) fn last_access(&self) -> Option<(u32, u32)> {
+        *lock(&self.last_access)
     }
 
     /// Open handles now.

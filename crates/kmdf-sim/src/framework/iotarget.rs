@@ -417,12 +417,20 @@ fn close_inner(t: &Target, state: WDF_IO_TARGET_STATE, unwatch: bool) {
 }
 
 /// Opens (or reopens) `name` on a target.
-fn open_by_name(object: &Arc<Object>, name: &str, callbacks: Option<Callbacks>) -> NTSTATUS {
+fn open_by_name(
+    object: &Arc<Object>,
+    name: &str,
+    callbacks: Option<Callbacks>,
+    access: Option<(u32, u32)>,
+) -> NTSTATUS {
     let t = target_of(object);
     let (link, file) = match io::open(name) {
         Ok(value) => value,
         Err(status) => return status,
     };
+    if let Some((desired, share)) = access {
+        link.record_access(desired, share);
+    }
     let mut inner = lock(&t.inner);
     if let Some(callbacks) = callbacks {
         inner.callbacks = callbacks;
@@ -483,7 +491,7 @@ impl Opener for TargetOpener {
             // SAFETY: the driver registered this callback for this target.
             Some(callback) => unsafe { callback(object::handle_ptr(self.target)) },
             None => {
-                let _ = open_by_name(&object, &name, None);
+                let _ = open_by_name(&object, &name, None, None);
             }
         }
     }
@@ -626,14 +634,19 @@ unsafe extern "C" fn wdf_io_target_open(
                 );
                 return STATUS_INVALID_DEVICE_STATE;
             }
-            open_by_name(&object, &name, Some(callbacks))
+            open_by_name(
+                &object,
+                &name,
+                Some(callbacks),
+                Some((params.DesiredAccess, params.ShareAccess)),
+            )
         }
         OPEN::WdfIoTargetOpenReopen => {
             let name = lock(&t.inner).name.clone();
             if name.is_empty() {
                 return STATUS_INVALID_DEVICE_STATE;
             }
-            open_by_name(&object, &name, None)
+            open_by_name(&object, &name, None, None)
         }
         _ => {
             verifier::report(

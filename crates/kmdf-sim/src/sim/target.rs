@@ -776,6 +776,38 @@ impl ProgrammableTarget {
         true
     }
 
+    /// Query-remove that stays pending: openers get query-remove (on a veto, those that
+    /// agreed get remove-canceled and this returns false). Follow a true result with
+    /// [`Self::remove_canceled`] or [`Self::surprise_remove`] (remove-complete).
+    #[must_use]
+    pub fn query_remove_pending(&self) -> bool {
+        self.link.query_remove()
+    }
+
+    /// The removal that a successful query announced is cancelled: every opener gets
+    /// remove-canceled (as the `PnP` manager does after a veto).
+    pub fn remove_canceled(&self) {
+        self.link.remove_canceled();
+    }
+
+    /// Disables (false) or re-enables (true) the target's device interface without removing
+    /// the device: listeners get an interface removal or arrival; open handles stay open.
+    pub fn set_interface_enabled(&self, enabled: bool) {
+        if self.interface.is_some() && !self.is_removed() {
+            if let Some(class) = self.interface {
+                io::interface_register(class, &self.name);
+            }
+            io::interface_set_state(&self.name, enabled);
+        }
+    }
+
+    /// `DesiredAccess` and `ShareAccess` of the last `WdfIoTargetOpen` by name on this target
+    /// (test observation; `None` if no I/O target opened it).
+    #[must_use]
+    pub fn last_open_access(&self) -> Option<(u32, u32)> {
+        self.link.last_access()
+    }
+
     /// Whether the target was removed.
     #[must_use]
     pub fn is_removed(&self) -> bool {

@@ -43,7 +43,6 @@ pub enum ConfigError {
     /// buffers, a write input buffers).
     #[error("the request type needs a buffer of the kind the configuration leaves out")]
     BufferRequiredForRequestType,
-<<<<<<< HEAD
     /// A module that parks requests was given a limit of zero pending requests (it would reject
     /// every request).
     #[error("the maximum number of pending requests must be greater than zero")]
@@ -56,7 +55,6 @@ pub enum ConfigError {
     /// (the `BufferQueue` callbacks inside a `ThreadedBufferQueue` configuration).
     #[error("the inner BufferQueue callbacks are the module's own; use the module's fields")]
     BufferQueueCallbackSet,
-=======
     /// Both the plain and the vetoing state-change callback were given (only one may be set).
     #[error("only one of the state-change callbacks may be set")]
     BothStateChangeCallbacks,
@@ -65,7 +63,6 @@ pub enum ConfigError {
     /// `DeviceInterfaceTarget`, receive no PnP/power callbacks.
     #[error("purge_and_start_target_in_d0_callbacks needs a static child module")]
     D0CallbacksOnDynamicChild,
->>>>>>> h6-dit
     /// A module was added to a device collection but was created as a dynamic module, or was
     /// added twice.
     #[error("only static modules can be added to a device collection, once")]

@@ -318,6 +318,13 @@ fn every_instance_becomes_a_target_and_streams_on_its_own() {
         );
     }
     assert_eq!(module.open_targets(), 3);
+    // A duplicate arrival of an open target is ignored (not even offered).
+    let offered = log.arriving.lock().unwrap().clone();
+    existing[1].repeat_arrival();
+    std::thread::sleep(Duration::from_millis(10));
+    assert_eq!(*log.arriving.lock().unwrap(), offered);
+    assert_eq!(module.open_targets(), 3);
+    assert_eq!(existing[1].open_count(), 1);
     let events = log.take();
     assert_eq!(
         events[0],
@@ -383,12 +390,14 @@ fn declined_and_vetoed_arrivals_are_not_targets() {
         streaming(&log, 2, Mode::Automatic),
         &veto,
     );
+    let declining = Arc::new(AtomicBool::new(false));
+    let decline_all = Arc::clone(&declining);
     let pnp_log = Arc::clone(&log);
     let decline = Arc::clone(&declined);
     config.on_pnp_notification = Some(Box::new(move |_, name| {
         let name = String::from_utf16_lossy(name);
         *pnp_log.arriving.lock().unwrap() = name.clone();
-        if *decline.lock().unwrap() == name {
+        if decline_all.load(Ordering::SeqCst) || *decline.lock().unwrap() == name {
             pnp_log.push(None, "declined");
             return false;
         }
@@ -411,17 +420,22 @@ fn declined_and_vetoed_arrivals_are_not_targets() {
     );
     assert_eq!(refused.open_count(), 0);
     veto.lock().unwrap().clear();
+    declining.store(true, Ordering::SeqCst);
     let skipped = sensor();
-    *declined.lock().unwrap() = skipped.symbolic_link().to_string();
-    skipped.set_interface_enabled(false);
-    skipped.set_interface_enabled(true);
-    common::wait_until("declined", || {
+    let decline_count = || {
         log.events
             .lock()
             .unwrap()
             .iter()
-            .any(|(_, e)| e == "declined")
-    });
+            .filter(|(_, e)| e == "declined")
+            .count()
+    };
+    common::wait_until("declined", || decline_count() == 1);
+    *declined.lock().unwrap() = skipped.symbolic_link().to_string();
+    declining.store(false, Ordering::SeqCst);
+    skipped.set_interface_enabled(false);
+    skipped.set_interface_enabled(true);
+    common::wait_until("declined again", || decline_count() == 2);
     assert_eq!(skipped.open_count(), 0);
     let accepted = sensor();
     let target = log.target(&accepted);
@@ -489,7 +503,7 @@ fn query_remove_cancel_complete_and_veto_per_target() {
     assert_eq!(
         log.take(),
         [
-            (Some(b), "QueryRemoveComplete (methods work)".to_string()),
+            (Some(b), "QueryRemoveComplete (methods closed)".to_string()),
             (Some(b), "Close (methods closed)".to_string()),
             (None, "PreClose".to_string())
         ]
@@ -733,9 +747,11 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
         let device_1 = sensor();
         let target = log.target(&device_1);
         let stop = Arc::new(AtomicBool::new(false));
+        let seen_closed = Arc::new(AtomicUsize::new(0));
         let caller = {
             let module = Arc::clone(&module);
             let stop = Arc::clone(&stop);
+            let seen_closed = Arc::clone(&seen_closed);
             std::thread::spawn(move || {
                 let mut closed = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -749,7 +765,10 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
                         0,
                     ) {
                         Ok(_) => {}
-                        Err(NtStatus::INVALID_DEVICE_STATE) => closed += 1,
+                        Err(NtStatus::INVALID_DEVICE_STATE) => {
+                            closed += 1;
+                            seen_closed.fetch_add(1, Ordering::SeqCst);
+                        }
                         Err(status) => assert!(
                             [
                                 NtStatus::CANCELLED,
@@ -777,7 +796,9 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
             _ => device_1.set_interface_enabled(false),
         }
         common::wait_until("closed", || module.get(target).is_err());
-        std::thread::sleep(Duration::from_millis(2));
+        common::wait_until("a call fails after the removal", || {
+            seen_closed.load(Ordering::SeqCst) > 0
+        });
         stop.store(true, Ordering::SeqCst);
         assert!(caller.join().unwrap() > 0);
         assert_eq!(
@@ -926,6 +947,7 @@ fn sensors_arrive_and_leave_concurrently_while_streaming() {
     let seed = session.seed();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
+    let baseline = sim::counters().live_objects;
     let module = module(&log, &host, &no_veto());
     let finished: Arc<Mutex<Vec<ProgrammableTarget>>> = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..2u64)
@@ -946,6 +968,12 @@ fn sensors_arrive_and_leave_concurrently_while_streaming() {
     common::wait_until("every target gone", || module.open_targets() == 0);
     drop(module);
     log.closed.store(true, Ordering::SeqCst);
+    session.wait_idle();
+    assert_eq!(
+        sim::counters().live_objects,
+        baseline,
+        "every object of the module and its targets is gone"
+    );
     std::thread::sleep(Duration::from_millis(5));
     assert_eq!(
         log.late.load(Ordering::SeqCst),

@@ -310,9 +310,11 @@ fn default_open_is_read_write_shared_and_later_arrivals_are_found() {
         Some((GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | 2))
     );
     // Another instance of the class, and a duplicate arrival of the first: both ignored.
+    // (The first holds its reads so the framework goes idle once both were handled.)
+    first.set_responder(|_| Response::Hold);
     let second = sensor();
-    first.set_interface_enabled(true);
-    std::thread::sleep(Duration::from_millis(10));
+    first.repeat_arrival();
+    session.wait_idle();
     assert_eq!((first.open_count(), second.open_count()), (1, 0));
     assert_eq!(
         log.take(),
@@ -355,12 +357,14 @@ fn declined_arrival_and_failed_open_leave_the_module_closed_and_later_arrivals_w
         streaming(&log, 2, Mode::Automatic),
         &no_veto(),
     );
+    let declining = Arc::new(AtomicBool::new(true));
     let pnp_log = Arc::clone(&log);
     let vanish = Arc::clone(&vanishing);
     let decline = Arc::clone(&declined);
+    let decline_all = Arc::clone(&declining);
     config.on_pnp_notification = Some(Box::new(move |_, name| {
         let name = String::from_utf16_lossy(name);
-        if *decline.lock().unwrap() == name {
+        if decline_all.load(Ordering::SeqCst) || *decline.lock().unwrap() == name {
             pnp_log.push("declined");
             return false;
         }
@@ -373,15 +377,38 @@ fn declined_arrival_and_failed_open_leave_the_module_closed_and_later_arrivals_w
     }));
     let module =
         DeviceInterfaceTarget::create(device(&host), config, attributes(&log, true)).unwrap();
+    // Both arrive while the client declines everything.
     let first = sensor();
+    let second = ProgrammableTarget::with_interface(CLASS);
+    common::wait_until("both declined", || {
+        log.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "declined")
+            .count()
+            == 2
+    });
     *declined.lock().unwrap() = first.symbolic_link().to_string();
+    declining.store(false, Ordering::SeqCst);
     first.set_interface_enabled(false);
     first.set_interface_enabled(true);
-    log.wait_for("declined");
-    let second = ProgrammableTarget::with_interface(CLASS);
-    // `second`'s arrival may already be queued: it goes between the notification and the
-    // open when the test hands it over first.
-    *vanishing.lock().unwrap() = Some(second);
+    common::wait_until("first declined again", || {
+        log.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "declined")
+            .count()
+            == 3
+    });
+    // The second arrives again, and its device goes before the module opens it.
+    {
+        let mut slot = vanishing.lock().unwrap();
+        second.repeat_arrival();
+        *slot = Some(second);
+    }
+    log.wait_for("vanished");
     let third = sensor();
     wait_open(&module);
     assert_eq!(first.open_count(), 0, "declined");
@@ -1018,9 +1045,11 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
         let target = sensor();
         wait_open(&module);
         let stop = Arc::new(AtomicBool::new(false));
+        let seen_closed = Arc::new(AtomicUsize::new(0));
         let caller = {
             let module = Arc::clone(&module);
             let stop = Arc::clone(&stop);
+            let seen_closed = Arc::clone(&seen_closed);
             std::thread::spawn(move || {
                 let mut closed = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -1028,7 +1057,10 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
                     match module.send_synchronously(&[], &mut output, RequestType::Ioctl, IOCTL, 0)
                     {
                         Ok(_) => {}
-                        Err(NtStatus::INVALID_DEVICE_STATE) => closed += 1,
+                        Err(NtStatus::INVALID_DEVICE_STATE) => {
+                            closed += 1;
+                            seen_closed.fetch_add(1, Ordering::SeqCst);
+                        }
                         Err(status) => assert!(
                             [
                                 NtStatus::CANCELLED,
@@ -1055,7 +1087,9 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
         } else {
             assert!(target.query_remove());
         }
-        std::thread::sleep(Duration::from_millis(2));
+        common::wait_until("a call fails after the removal", || {
+            seen_closed.load(Ordering::SeqCst) > 0
+        });
         stop.store(true, Ordering::SeqCst);
         assert!(caller.join().unwrap() > 0, "calls after the removal failed");
         assert_eq!(module.get().err(), Some(NtStatus::INVALID_DEVICE_STATE));
@@ -1110,6 +1144,7 @@ fn allocation_failure_at_each_step_of_an_arrival_drops_it_cleanly() {
             let module =
                 DeviceInterfaceTarget::create(device(&host), config, attributes(&log, true))
                     .unwrap();
+            session.wait_idle();
             let live = sim::counters().live_objects;
             let failing = ProgrammableTarget::with_interface(CLASS);
             session.wait_idle();

@@ -42,7 +42,7 @@
 //! | query-remove | `QueryRemove` (may veto) → streaming stops → target closed for the query (methods fail) |
 //! | remove-cancel | target reopened → streaming restarts → `QueryRemoveCancelled` (nothing after a veto) |
 //! | remove-complete after query-remove | `QueryRemoveComplete` → target destroyed |
-//! | surprise removal | streaming stops → `QueryRemoveComplete` (methods work) → target closed → `Close` (methods fail) → destroyed |
+//! | surprise removal | the target's methods fail from now on → streaming stops → `QueryRemoveComplete` → target closed → `Close` → destroyed (the module, if it was the last target, closes after that) |
 //! | unregister | each target: streaming stops → target closed → `Close` (methods fail) → destroyed; then the pre-close hook |
 //! | interface disabled or unregister while closed for a query-remove | `Close` → destroyed |
 //!
@@ -61,6 +61,14 @@
 //! | [`send_synchronously`](DeviceInterfaceMultipleTargetNode::send_synchronously) | `PASSIVE_LEVEL` | |
 //! | [`stream_start`](DeviceInterfaceMultipleTargetNode::stream_start) | `<= DISPATCH_LEVEL` | streaming child only |
 //! | [`stream_stop`](DeviceInterfaceMultipleTargetNode::stream_stop) | `PASSIVE_LEVEL` | no-op when the target is gone |
+//! | [`open_targets`](DeviceInterfaceMultipleTargetNode::open_targets) | any | targets open now |
+//!
+//! Every method except `guid_get` and `open_targets` takes a module reference and the
+//! target's run-down reference: with the target gone, closed for a query-remove or closing,
+//! it fails with `STATUS_INVALID_DEVICE_STATE` (`cancel` returns false, `stream_stop` does
+//! nothing). Methods of the streaming kind on a `RequestTarget` child fail with
+//! `STATUS_INVALID_DEVICE_REQUEST`. An asynchronous send holds a module reference until its
+//! completion callback returned.
 //!
 //! # Example
 //!
@@ -94,8 +102,11 @@
 //!   query-remove, `QueryRemoveComplete`.
 //! * Only targets that are open count towards keeping the module open (DMF counts down for
 //!   every destroyed target at unregister, and can close the module while targets are left).
-//! * Closing a target for a query-remove or a surprise removal cancels its single requests
-//!   still out before waiting (DMF waits).
+//! * Closing a target makes its methods fail first, then closes it (cancelling single and
+//!   synchronous requests still out, failing later sends), then waits for the calls in
+//!   progress (DMF waits before closing for a query-remove, which a pending synchronous send
+//!   hangs); a `stream_start` racing the close fails instead of restarting streams the close
+//!   waits for.
 //! * Buffer and completion callbacks are closures (shared by every target's child) rather than
 //!   functions given the module handle; a missing output callback stops a stream on a failed
 //!   completion, as a bare `ContinuousRequestTarget` does.
@@ -121,7 +132,7 @@ use crate::dmf_trace;
 use crate::error::{ConfigError, ModuleError};
 use crate::wdf::NtStatus;
 use crate::wdf::device::Device;
-use crate::wdf::io_target::{IoTarget, OpenAccess, RemoveHandler, SentIoAction};
+use crate::wdf::io_target::{IoTarget, OpenAccess, RemoveHandler};
 use crate::wdf::pnp_notification::{InterfaceChange, InterfaceNotification};
 use crate::wdf::spin_lock::SpinLock;
 use crate::wdf::trace::TraceLevel;
@@ -242,6 +253,8 @@ impl Template {
 /// What methods reach through the table.
 struct Entry {
     rundown: Arc<References>,
+    /// `stream_start` calls in progress; ended before the target stops streaming to close.
+    starts: Arc<References>,
     child: Arc<Child>,
     /// The raw target while it is open (0 while closed for a query-remove).
     io_target: usize,
@@ -462,6 +475,7 @@ impl core::fmt::Debug for TargetGuard<'_> {
 /// The target's reference taken by a method (released when dropped).
 struct Pinned {
     rundown: Arc<References>,
+    starts: Arc<References>,
     child: Arc<Child>,
     io_target: usize,
 }
@@ -487,6 +501,7 @@ impl DeviceInterfaceMultipleTargetNode {
         entry.rundown.acquire()?;
         Ok(Pinned {
             rundown: Arc::clone(&entry.rundown),
+            starts: Arc::clone(&entry.starts),
             child: Arc::clone(&entry.child),
             io_target: entry.io_target,
         })
@@ -624,7 +639,12 @@ impl DeviceInterfaceMultipleTargetNode {
     pub fn stream_start(&self, target: Target) -> Result<(), NtStatus> {
         let _reference = self.core.reference()?;
         let pinned = self.pin(target)?;
-        pinned.child.stream()?.start()
+        let stream = pinned.child.stream()?;
+        // Closing the target stops streaming and waits: a start must not race that wait.
+        pinned.starts.acquire()?;
+        let result = stream.start();
+        pinned.starts.release();
+        result
     }
 
     /// Stops streaming to the target and waits
@@ -697,6 +717,7 @@ impl DeviceInterfaceMultipleTargetNode {
         let mut table = self.table.lock();
         let entry = Entry {
             rundown: Arc::clone(rundown),
+            starts: Arc::new(References::new()),
             child: Arc::clone(child),
             io_target: 0,
         };
@@ -746,6 +767,22 @@ impl DeviceInterfaceMultipleTargetNode {
             .map(|entry| Arc::clone(&entry.child))
     }
 
+    fn starts_of(&self, handle: Target) -> Option<Arc<References>> {
+        let table = self.table.lock();
+        table
+            .get(handle.index as usize)
+            .filter(|slot| slot.generation == handle.generation)
+            .and_then(|slot| slot.entry.as_ref())
+            .map(|entry| Arc::clone(&entry.starts))
+    }
+
+    /// Lets clients start streaming on the target (again).
+    fn allow_starts(&self, handle: Target) {
+        if let Some(starts) = self.starts_of(handle) {
+            starts.start();
+        }
+    }
+
     fn start_streaming(&self, handle: Target) -> Result<(), NtStatus> {
         if self.mode != Mode::Automatic {
             return Ok(());
@@ -760,6 +797,9 @@ impl DeviceInterfaceMultipleTargetNode {
     }
 
     fn stop_streaming(&self, handle: Target) {
+        if let Some(starts) = self.starts_of(handle) {
+            starts.end_and_wait();
+        }
         if let Some(child) = self.child_of(handle)
             && let Ok(stream) = child.stream()
         {
@@ -840,6 +880,7 @@ impl DeviceInterfaceMultipleTargetNode {
             }
         };
         rundown.start();
+        self.allow_starts(handle);
         self.set_io_target(handle, target.handle() as usize);
         drop(child);
         let mut live = Live {
@@ -885,6 +926,7 @@ impl DeviceInterfaceMultipleTargetNode {
             live.closing = true;
             self.stop_streaming(live.handle);
             if live.io_open {
+                live.rundown.begin_close();
                 live.target.close();
                 live.rundown.end_and_wait();
                 let _ = self.notify(live.handle, TargetState::Close);
@@ -899,10 +941,14 @@ impl DeviceInterfaceMultipleTargetNode {
         drop(self.slot_free(live.handle));
     }
 
-    /// DMF's `…StopTargetAndCloseModule`.
-    fn stop_target_and_close_module(&self, pnp: &mut Pnp, live: &mut Live) {
+    /// DMF's `…StopTargetAndCloseModule` followed by `WdfIoTargetCloseForQueryRemove`: new
+    /// method calls on the target fail first, then the target is closed for the query (which
+    /// cancels what is out, including synchronous sends, and fails what comes later), then
+    /// the calls in progress are waited for.
+    fn stop_target_and_close_for_query(&self, pnp: &mut Pnp, live: &mut Live) {
+        live.rundown.begin_close();
         self.stop_streaming(live.handle);
-        live.target.stop(SentIoAction::Cancel);
+        live.target.close_for_query_remove();
         live.rundown.end_and_wait();
         self.uncount(pnp, live);
     }
@@ -935,8 +981,7 @@ impl DeviceInterfaceMultipleTargetNode {
             return Err(NtStatus::UNSUCCESSFUL);
         }
         let mut live = pnp.live.remove(index);
-        self.stop_target_and_close_module(&mut pnp, &mut live);
-        live.target.close_for_query_remove();
+        self.stop_target_and_close_for_query(&mut pnp, &mut live);
         live.io_open = false;
         self.set_io_target(handle, 0);
         pnp.live.insert(index, live);
@@ -966,6 +1011,7 @@ impl DeviceInterfaceMultipleTargetNode {
             live.counted = true;
         }
         live.rundown.start();
+        self.allow_starts(handle);
         live.io_open = true;
         self.set_io_target(handle, live.target.handle() as usize);
         pnp.live.insert(index, live);
@@ -982,10 +1028,10 @@ impl DeviceInterfaceMultipleTargetNode {
         if live.query_remove_happened {
             live.query_remove_happened = false;
         } else {
-            // Surprise removal: stop, cancel what is out; the module closes after the target's
-            // last callback (`Close`), so its methods work in them.
+            // Surprise removal: the target's methods fail from now on and streaming stops; the
+            // module closes only after the target's last callback (`Close`).
+            live.rundown.begin_close();
             self.stop_streaming(handle);
-            live.target.stop(SentIoAction::Cancel);
         }
         let _ = self.notify(handle, TargetState::QueryRemoveComplete);
         self.target_destroy(&mut live, false);

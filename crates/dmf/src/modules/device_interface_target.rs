@@ -57,6 +57,7 @@
 //! | [`send_synchronously`](DeviceInterfaceTargetNode::send_synchronously) | `PASSIVE_LEVEL` | bytes transferred |
 //! | [`stream_start`](DeviceInterfaceTargetNode::stream_start) | `<= DISPATCH_LEVEL` | streaming child only |
 //! | [`stream_stop`](DeviceInterfaceTargetNode::stream_stop) | `PASSIVE_LEVEL` | stops and waits; no-op when closed |
+//! | [`is_open`](DeviceInterfaceTargetNode::is_open) / [`stream_child`](DeviceInterfaceTargetNode::stream_child) | any | whether a target is bound; the streaming child (pool counters) |
 //!
 //! Every method except `guid_get` takes a module reference: with no target bound (or while it
 //! closes) it fails with `STATUS_INVALID_DEVICE_STATE`. Methods of the streaming kind on a
@@ -105,7 +106,12 @@
 //! * In Manual mode a client that did not stop streaming before the module closes does not
 //!   crash the driver (DMF resends against a cleared target): the module traces an error and
 //!   stops the streams itself.
-//! * Closing cancels the single requests still out before waiting for them (DMF waits).
+//! * Closing closes the target (for the query-remove, or for good) before waiting for the
+//!   module's references: single and synchronous requests still out are cancelled and later
+//!   sends fail, so a call racing the removal cannot hang the close (DMF waits first, and a
+//!   pending synchronous send without a timeout hangs it). A `stream_start` racing the close
+//!   fails with `STATUS_INVALID_DEVICE_STATE` instead of restarting streams the close waits
+//!   for.
 //! * A missing output callback stops a stream on a failed completion, as a bare
 //!   `ContinuousRequestTarget` does (DMF's trampoline continues, which spins on a removed
 //!   device); a missing input callback means no input buffer, as in DMF.
@@ -119,7 +125,7 @@
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use wdk_sys::{
     FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, GENERIC_READ, GENERIC_WRITE, GUID,
@@ -140,7 +146,7 @@ use crate::dmf_trace;
 use crate::error::{ConfigError, ModuleError};
 use crate::wdf::NtStatus;
 use crate::wdf::device::Device;
-use crate::wdf::io_target::{IoTarget, OpenAccess, RemoveHandler, SentIoAction};
+use crate::wdf::io_target::{IoTarget, OpenAccess, RemoveHandler};
 use crate::wdf::pnp_notification::{InterfaceChange, InterfaceNotification};
 use crate::wdf::trace::TraceLevel;
 use crate::wdf::wait_lock::WaitLock;
@@ -560,6 +566,10 @@ pub struct DeviceInterfaceTargetNode {
     callbacks: Arc<References>,
     /// The bound target's handle while the module is open (0 otherwise).
     handle: AtomicUsize,
+    /// The module is closing because of a query-remove (see `before_close`).
+    closing_for_query: AtomicBool,
+    /// `stream_start` calls in progress; ended while the module stops streaming to close.
+    starts: References,
 }
 
 /// A `DeviceInterfaceTarget` module (see the [module documentation](self)).
@@ -639,6 +649,8 @@ impl DeviceInterfaceTarget {
                 registration,
                 callbacks,
                 handle: AtomicUsize::new(0),
+                closing_for_query: AtomicBool::new(false),
+                starts: References::new(),
             }
         })?))
     }
@@ -796,7 +808,12 @@ impl DeviceInterfaceTargetNode {
     /// Starts streaming (`DMF_DeviceInterfaceTarget_StreamStart`).
     pub fn stream_start(&self) -> Result<(), NtStatus> {
         let _reference = self.core.reference()?;
-        self.child.stream()?.start()
+        let stream = self.child.stream()?;
+        // Closing stops streaming and waits for it: a start must not race that wait.
+        self.starts.acquire()?;
+        let result = stream.start();
+        self.starts.release();
+        result
     }
 
     /// Stops streaming and waits (`DMF_DeviceInterfaceTarget_StreamStop`, `PASSIVE_LEVEL`);
@@ -833,8 +850,11 @@ impl DeviceInterfaceTargetNode {
         }
     }
 
-    /// DMF's `StreamStopAndModuleClose`.
-    fn stream_stop_and_module_close(&self) {
+    /// DMF's `StreamStopAndModuleClose`; `for_query`: the target is closed for a query-remove
+    /// (and kept for a reopen) instead of for good.
+    fn stream_stop_and_module_close(&self, for_query: bool) {
+        self.closing_for_query.store(for_query, Ordering::Release);
+        self.starts.end_and_wait();
         if let Ok(stream) = self.child.stream() {
             if self.mode == Mode::Automatic {
                 stream.stop_and_wait();
@@ -858,6 +878,7 @@ impl DeviceInterfaceTargetNode {
             self.handle.store(0, Ordering::Release);
             return Err(status);
         }
+        self.starts.start();
         if self.mode == Mode::Automatic
             && let Ok(stream) = self.child.stream()
         {
@@ -866,23 +887,18 @@ impl DeviceInterfaceTargetNode {
         Ok(())
     }
 
-    /// Closes the target as the close reason says (DMF's Close callback's second half).
+    /// Disposes of the target as the close reason says (DMF's Close callback's second half;
+    /// the module's close already closed it, for the query-remove or for good).
     fn dispose(pnp: &mut Pnp, reason: CloseReason) {
         match reason {
             CloseReason::QueryRemove => {
                 if let Some(bound) = pnp.bound.as_mut() {
-                    bound.target.close_for_query_remove();
                     bound.open = false;
                 }
             }
             CloseReason::NotificationUnregister
             | CloseReason::RemoveComplete
-            | CloseReason::NotificationRemoval => {
-                if let Some(bound) = pnp.bound.take() {
-                    bound.target.close();
-                    drop(bound);
-                }
-            }
+            | CloseReason::NotificationRemoval => drop(pnp.bound.take()),
             CloseReason::NotSet | CloseReason::Duplicate => {}
         }
     }
@@ -958,7 +974,7 @@ impl DeviceInterfaceTargetNode {
         if pnp.reason_set(CloseReason::NotificationRemoval) == CloseReason::NotificationRemoval
             && open
         {
-            self.stream_stop_and_module_close();
+            self.stream_stop_and_module_close(false);
             Self::dispose(&mut pnp, CloseReason::NotificationRemoval);
         }
     }
@@ -975,7 +991,7 @@ impl DeviceInterfaceTargetNode {
             pnp.vetoed = true;
             return Err(NtStatus::UNSUCCESSFUL);
         }
-        self.stream_stop_and_module_close();
+        self.stream_stop_and_module_close(true);
         Self::dispose(&mut pnp, CloseReason::QueryRemove);
         Ok(())
     }
@@ -1016,7 +1032,7 @@ impl DeviceInterfaceTargetNode {
             pnp.close_after_remove_cancel = false;
             if reopened {
                 let _ = self.notify(TargetState::Close);
-                self.stream_stop_and_module_close();
+                self.stream_stop_and_module_close(false);
                 Self::dispose(&mut pnp, CloseReason::NotificationUnregister);
             }
         } else {
@@ -1033,7 +1049,7 @@ impl DeviceInterfaceTargetNode {
         match reason {
             CloseReason::RemoveComplete => {
                 let _ = self.notify(TargetState::QueryRemoveComplete);
-                self.stream_stop_and_module_close();
+                self.stream_stop_and_module_close(false);
                 Self::dispose(&mut pnp, CloseReason::RemoveComplete);
             }
             CloseReason::QueryRemove => {
@@ -1053,7 +1069,7 @@ impl DeviceInterfaceTargetNode {
             && open
         {
             let _ = self.notify(TargetState::Close);
-            self.stream_stop_and_module_close();
+            self.stream_stop_and_module_close(false);
             Self::dispose(&mut pnp, CloseReason::NotificationUnregister);
         }
     }
@@ -1067,11 +1083,10 @@ impl DeviceInterfaceTargetNode {
         self.callbacks.end_and_wait();
         let mut pnp = self.pnp.lock();
         if pnp.bound.as_ref().is_some_and(|bound| bound.open) {
-            self.stream_stop_and_module_close();
+            self.stream_stop_and_module_close(false);
         }
-        if let Some(bound) = pnp.bound.take() {
-            bound.target.close();
-        }
+        // Deleting the target closes it if the module's close did not.
+        drop(pnp.bound.take());
     }
 
     fn unregister_now(&self) {
@@ -1104,11 +1119,18 @@ impl ModuleNode for DeviceInterfaceTargetNode {
     }
 
     fn before_close(&self) {
-        // Cancel what is still out on the target (single and synchronous sends hold
-        // references close waits for); the target stays usable for a reopen.
+        // New references already fail. Close the target now (for the query-remove, so it can
+        // be reopened, when that is why the module closes): that cancels what is still out,
+        // single and synchronous sends whose references close waits for, and fails whatever a
+        // call already in progress sends later.
         let handle = self.handle.load(Ordering::Acquire);
         if handle != 0 {
-            IoTarget::borrowed(handle as WDFIOTARGET).stop(SentIoAction::Cancel);
+            let target = IoTarget::borrowed(handle as WDFIOTARGET);
+            if self.closing_for_query.load(Ordering::Acquire) {
+                target.close_for_query_remove();
+            } else {
+                target.close();
+            }
         }
     }
 

@@ -613,6 +613,30 @@ pub(crate) fn interface_set_state(name: &str, enabled: bool) {
     }
 }
 
+/// Reports an enabled interface instance's arrival again to every listener of its class (a
+/// duplicate arrival, as a stacked driver or a re-enumeration produces).
+pub(crate) fn interface_repeat_arrival(name: &str) {
+    let interfaces = lock(&INTERFACES);
+    let Some(class) = interfaces
+        .list
+        .iter()
+        .find(|i| i.enabled && i.name.eq_ignore_ascii_case(name))
+        .map(|i| i.class)
+    else {
+        return;
+    };
+    let listeners: Vec<_> = interfaces
+        .listeners
+        .iter()
+        .filter(|l| guid_eq(&l.class, &class))
+        .cloned()
+        .collect();
+    drop(interfaces);
+    for listener in listeners {
+        post(&listener, true, name.to_string());
+    }
+}
+
 /// Enabled interface instances of a class.
 pub(crate) fn interfaces_of(class: &GUID) -> Vec<String> {
     lock(&INTERFACES)

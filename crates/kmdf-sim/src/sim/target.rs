@@ -740,10 +740,12 @@ impl ProgrammableTarget {
             return;
         }
         self.inner.fail_all(STATUS_CANCELLED);
+        // Openers hear of the removal (synchronously) before the interface's removal is
+        // posted to interface listeners, as the docs of the removal methods say.
+        self.link.remove_complete();
         if self.interface.is_some() {
             io::interface_set_state(&self.name, false);
         }
-        self.link.remove_complete();
         io::unpublish(&self.name);
     }
 
@@ -799,6 +801,11 @@ impl ProgrammableTarget {
             }
             io::interface_set_state(&self.name, enabled);
         }
+    }
+
+    /// Reports the enabled interface's arrival again to its listeners (a duplicate arrival).
+    pub fn repeat_arrival(&self) {
+        io::interface_repeat_arrival(&self.name);
     }
 
     /// `DesiredAccess` and `ShareAccess` of the last `WdfIoTargetOpen` by name on this target

@@ -4,6 +4,7 @@
 //! `ReleaseHardware` / `D0Exit` / destroy, the close-path arbitration, streaming through each
 //! of those, methods racing removal, allocation failures during an arrival, and the open's
 //! access and sharing. Every flow checks the exact callback order.
+#![cfg(not(windows))]
 
 mod common;
 

@@ -36,7 +36,7 @@
 //!   not power-managed, and parked requests stay parked across `D0Exit`/`D0Entry`.
 //! * `D0Exit` stops every sensor's stream (waiting for its reads); `D0Entry` starts them again.
 //!
-//! Locks: one spin lock ([`State`]) holds the sensor table and the user-mode queue. The module
+//! Locks: one spin lock (the `State`) holds the sensor table and the user-mode queue. The module
 //! methods that can run the output callback inline (a sensor may complete reads in its queue
 //! callback, inside the stream's send) are never called with it held.
 //!

@@ -636,3 +636,63 @@ fn hub_removed_with_requests_parked_and_streams_live() {
     assert!(sim::verifier::take_reports().is_empty());
     session.end();
 }
+
+/// A fast sensor and nobody reading: the hub's queues fill and the samples that find no room
+/// are counted as dropped, per sensor; what user mode then gets is in order and, with the
+/// drops, accounts for every sample.
+#[test]
+fn a_reader_that_falls_behind_sees_drops_counted() {
+    let session = Session::begin();
+    let (rig, _) = boot(0);
+    let sensor = rig.sensor_driver.add_device().expect("sensor added");
+    sensor.start().expect("sensor started");
+    // No latency: the sensor answers each read at once, far faster than nobody reads.
+    let table = wait_for(&rig.file, "drops", |t| t.iter().any(|s| s.dropped > 100));
+    assert_eq!(table.len(), 1);
+    sensor.remove();
+    wait_for(&rig.file, "gone", |t| connected(t) == 0);
+    let mut reader = Reader::new(&rig.file, 4);
+    let table = reader.drain();
+    let received = reader.close();
+    assert_accounted(&table, &received);
+    let s = table[0];
+    assert!(s.dropped > 100 && s.delivered > 0, "{s:?}");
+    assert_eq!(
+        s.last_sequence - s.delivered,
+        s.dropped,
+        "the missing ones are the drops"
+    );
+    rig.unload();
+    session.end();
+}
+
+#[test]
+fn hub_surprise_removed_with_requests_parked_and_streams_live() {
+    let session = Session::begin();
+    let (rig, devices) = boot(2);
+    wait_for(&rig.file, "streaming", |t| connected(t) == 2);
+    let requests: Vec<Overlapped> = (0..MAX_PARKED_REQUESTS)
+        .map(|_| {
+            rig.file
+                .device_io_control_overlapped(IOCTL_DMF_SAMPLE_HUB_WAIT_SAMPLES, &[], BATCH)
+        })
+        .collect();
+    rig.hub.surprise_remove();
+    for request in &requests {
+        let (status, _) = request
+            .wait(Duration::from_secs(10))
+            .expect("completes once");
+        assert!(
+            status == NtStatus::SUCCESS.raw() || status == NtStatus::CANCELLED.raw(),
+            "{status:#x}"
+        );
+    }
+    drop(requests);
+    for device in devices {
+        device.remove();
+    }
+    rig.unload();
+    session.wait_idle();
+    assert_eq!(sim::counters().live_objects, 0);
+    session.end();
+}

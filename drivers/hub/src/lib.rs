@@ -10,11 +10,11 @@
 //! ```
 //!
 //! * `PrepareHardware` creates the pipeline: a [`NotifyUserWithRequest`] that parks
-//!   [`IOCTL_DMF_SAMPLE_HUB_WAIT_SAMPLES`](interface::IOCTL_DMF_SAMPLE_HUB_WAIT_SAMPLES)
+//!   [`IOCTL_DMF_SAMPLE_HUB_WAIT_SAMPLES`]
 //!   requests, a [`ThreadedBufferQueue`] of [`SAMPLE_BUFFERS`] buffers with its worker thread
 //!   started, and a [`DeviceInterfaceMultipleTarget`] (a static module of the device's
 //!   `DeviceModules`) on
-//!   [`GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR`](interface::GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR) in
+//!   [`GUID_DEVINTERFACE_DMF_SAMPLE_SENSOR`] in
 //!   Automatic mode: every sensor that is present or arrives later becomes a target with its
 //!   own `ContinuousRequestTarget` keeping [`READS_PER_SENSOR`] read-sample request in flight.
 //!   `ReleaseHardware` takes it down in the opposite order (streams first, the worker next, the
@@ -28,7 +28,7 @@
 //!   sensor and copies it with the sensor's identity into a fetched `ThreadedBufferQueue`
 //!   buffer; when none is free the sample is counted as dropped, never waited for.
 //! * The worker (`PASSIVE_LEVEL`) keeps each sensor's statistics
-//!   ([`SensorStatistics`](interface::SensorStatistics)) and appends the sample to a queue for
+//!   ([`SensorStatistics`]) and appends the sample to a queue for
 //!   user mode of [`USER_QUEUE_SAMPLES`] samples (a sample that finds it full is dropped and
 //!   counted), then completes parked requests with as many samples as fit in each.
 //! * `WAIT_SAMPLES` completes at once when samples wait, else parks (see the interface module

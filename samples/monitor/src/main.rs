@@ -210,6 +210,18 @@ fn table(rows: &[SensorStatistics], collected: &Collected) -> Vec<String> {
     lines
 }
 
+/// The rows of the live table: the connected sensors and the last few that left.
+fn on_screen(rows: &[SensorStatistics]) -> Vec<SensorStatistics> {
+    const GONE_SHOWN: usize = 4;
+    let mut gone: Vec<&SensorStatistics> = rows.iter().filter(|s| s.connected == 0).collect();
+    gone.sort_by_key(|s| s.sensor_id);
+    let skip = gone.len().saturating_sub(GONE_SHOWN);
+    let mut shown: Vec<SensorStatistics> = gone.into_iter().skip(skip).copied().collect();
+    shown.extend(rows.iter().filter(|s| s.connected == 1));
+    shown.sort_by_key(|s| s.sensor_id);
+    shown
+}
+
 /// The checks at the end; each a line, `Err` when it failed.
 fn checks(
     rows: &[SensorStatistics],
@@ -290,7 +302,11 @@ pub fn monitor<H: Hub>(hub: &H, stage: &mut dyn Stage, options: &Options) -> Res
     let stop = AtomicBool::new(false);
     let duration = Duration::from_secs(options.seconds);
     let mut events: Vec<String> = Vec::new();
-    let (rows, all_gone) = std::thread::scope(|scope| {
+    // Every sensor seen, as last reported: the hub reuses the rows of sensors that left (and
+    // whose samples are all accounted for) when its table is full.
+    let mut known: std::collections::BTreeMap<u32, SensorStatistics> =
+        std::collections::BTreeMap::new();
+    let all_gone = std::thread::scope(|scope| {
         let reading = scope.spawn(|| reader(hub, &shared, &stop));
         let started = Instant::now();
         let mut drawn = 0usize;
@@ -308,6 +324,7 @@ pub fn monitor<H: Hub>(hub: &H, stage: &mut dyn Stage, options: &Options) -> Res
                 Ok(rows) => rows,
                 Err(message) => break Err(message),
             };
+            known.extend(rows.iter().map(|s| (s.sensor_id, *s)));
             if animated {
                 let mut lines = vec![format!(
                     "DMF hub monitor  {:>5.1} / {} s   connected sensors: {}   requests parked: {}",
@@ -316,7 +333,7 @@ pub fn monitor<H: Hub>(hub: &H, stage: &mut dyn Stage, options: &Options) -> Res
                     rows.iter().filter(|s| s.connected == 1).count(),
                     PARKED
                 )];
-                lines.extend(table(&rows, &lock(&shared)));
+                lines.extend(table(&on_screen(&rows), &lock(&shared)));
                 lines.push(format!(
                     "last event: {}",
                     events.last().map_or("-", String::as_str)
@@ -343,8 +360,13 @@ pub fn monitor<H: Hub>(hub: &H, stage: &mut dyn Stage, options: &Options) -> Res
         stop.store(true, Ordering::Release);
         let _ = reading.join();
         // After the reader stopped: nothing more is delivered, so the counts agree.
-        outcome.and_then(|all_gone| hub.sensors().map(|rows| (rows, all_gone)))
+        let rows = hub.sensors();
+        if let Ok(rows) = &rows {
+            known.extend(rows.iter().map(|s| (s.sensor_id, *s)));
+        }
+        outcome.and_then(|all_gone| rows.map(|_| all_gone))
     })?;
+    let rows: Vec<SensorStatistics> = known.into_values().collect();
     let collected = lock(&shared);
     println!("summary after {} s:", options.seconds);
     for line in table(&rows, &collected) {

@@ -35,6 +35,9 @@
 //!   for statuses); `GET_SENSORS` answers at once. Both work in any power state: the queue is
 //!   not power-managed, and parked requests stay parked across `D0Exit`/`D0Entry`.
 //! * `D0Exit` stops every sensor's stream (waiting for its reads); `D0Entry` starts them again.
+//!   (A sensor that arrives, or whose query-remove is cancelled, while the hub is in low power
+//!   streams at once: the module's Automatic mode starts it after the callbacks; the next
+//!   `D0Exit` stops it.)
 //!
 //! Locks: one spin lock (the `State`) holds the sensor table and the user-mode queue. The module
 //! methods that can run the output callback inline (a sensor may complete reads in its queue
@@ -299,7 +302,6 @@ struct Link {
     sensors: Option<DeviceInterfaceMultipleTarget>,
     worker: Option<Arc<ThreadedBufferQueue>>,
     notify: Option<Arc<NotifyUserWithRequest>>,
-    powered: bool,
 }
 
 impl Link {
@@ -570,8 +572,7 @@ impl DeviceHandler for HubDevice {
     }
 
     fn d0_entry(&self, _device: Device, previous: WDF_POWER_DEVICE_STATE) -> Result<(), NtStatus> {
-        let mut link = self.link.lock();
-        link.powered = true;
+        let link = self.link.lock();
         if let Some(modules) = &link.modules {
             modules.d0_entry(PowerState::from_raw(previous))?;
         }
@@ -585,8 +586,7 @@ impl DeviceHandler for HubDevice {
     }
 
     fn d0_exit(&self, _device: Device, target: WDF_POWER_DEVICE_STATE) -> Result<(), NtStatus> {
-        let mut link = self.link.lock();
-        link.powered = false;
+        let link = self.link.lock();
         if let Some(sensors) = &link.sensors {
             for sensor in Link::targets(&self.state) {
                 sensors.stream_stop(sensor);

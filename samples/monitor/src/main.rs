@@ -372,7 +372,8 @@ pub fn monitor<H: Hub>(hub: &H, stage: &mut dyn Stage, options: &Options) -> Res
     for line in table(&rows, &collected) {
         println!("  {line}");
     }
-    if !events.is_empty() {
+    // Without the live table the events were printed as they happened.
+    if animated && !events.is_empty() {
         println!("events:");
         for event in &events {
             println!("  {event}");

@@ -20,6 +20,10 @@ use crate::types::{
     WDF_DEVICE_IO_TYPE, WDF_DRIVER_CONFIG, WDF_PNPPOWER_EVENT_CALLBACKS, WDFDEVICE, WDFDRIVER,
     WDFIOTARGET, WDFQUEUE,
 };
+use crate::types::{
+    _WDF_DRIVER_INIT_FLAGS::{WdfDriverInitNoDispatchOverride, WdfDriverInitNonPnpDriver},
+    PIRP,
+};
 
 /// KMDF type name of driver objects.
 pub(crate) const DRIVER_KIND: &str = "WDFDRIVER";
@@ -221,11 +225,14 @@ unsafe extern "C" fn wdf_driver_create(
     };
     let mut path = units(registry_path);
     path.push(0);
+    // `FxDriver::Initialize`: the callbacks are kept only when KMDF owns the dispatch table.
+    let owns_dispatch =
+        config.DriverInitFlags & WdfDriverInitNoDispatchOverride.cast_unsigned() == 0;
     let payload = Driver {
         wdm: driver_object as usize,
         registry_path: path.into_boxed_slice(),
-        device_add: config.EvtDriverDeviceAdd,
-        unload: config.EvtDriverUnload,
+        device_add: config.EvtDriverDeviceAdd.filter(|_| owns_dispatch),
+        unload: config.EvtDriverUnload.filter(|_| owns_dispatch),
     };
     match object::create(DRIVER_KIND, &attributes, 0, Box::new(payload)) {
         Ok(handle) => {
@@ -234,6 +241,10 @@ unsafe extern "C" fn wdf_driver_create(
             }
             object::enter_driver(handle);
             crate::sim::pnp::driver_created(driver_object as usize, handle);
+            if owns_dispatch {
+                // SAFETY: `driver_object` is the live DRIVER_OBJECT DriverEntry received.
+                unsafe { take_over_driver_object(driver_object, &config) };
+            }
             if !driver.is_null() {
                 // SAFETY: a non-null out pointer is writable by the API contract.
                 unsafe { driver.write(object::handle_ptr(handle)) };
@@ -242,6 +253,68 @@ unsafe extern "C" fn wdf_driver_create(
         }
         Err(status) => status,
     }
+}
+
+/// What `FxDriver::Initialize` does to the WDM driver object when KMDF owns its dispatch table:
+/// every `MajorFunction` entry and `DriverExtension->AddDevice` become the framework's, and
+/// `DriverUnload` becomes the framework's unload routine (which calls `EvtDriverUnload`), for a
+/// non-`PnP` driver only if it has an `EvtDriverUnload`. A `DriverUnload` the driver stored before
+/// `WdfDriverCreate` is overwritten and never called.
+///
+/// # Safety
+/// `driver_object` points at a live, writable `DRIVER_OBJECT`.
+unsafe fn take_over_driver_object(driver_object: PDRIVER_OBJECT, config: &WDF_DRIVER_CONFIG) {
+    // SAFETY: live and writable by the caller's contract; no other reference to it is in use.
+    let wdm = unsafe { &mut *driver_object };
+    let non_pnp = config.DriverInitFlags & WdfDriverInitNonPnpDriver.cast_unsigned() != 0;
+    if !wdm.DriverExtension.is_null() {
+        // SAFETY: a non-null DriverExtension of a live driver object is valid and writable.
+        unsafe {
+            (*wdm.DriverExtension).AddDevice = if non_pnp {
+                None
+            } else {
+                Some(framework_add_device)
+            };
+        }
+    }
+    wdm.DriverUnload = if non_pnp && config.EvtDriverUnload.is_none() {
+        None
+    } else {
+        Some(crate::sim::pnp::framework_unload)
+    };
+    wdm.MajorFunction = [Some(framework_dispatch); 28];
+}
+
+/// KMDF's `AddDevice` routine as the driver object shows it. The simulated `PnP` manager adds
+/// devices through the `WDFDRIVER` directly; a driver calling this itself is reported.
+unsafe extern "C" fn framework_add_device(
+    _driver_object: PDRIVER_OBJECT,
+    _physical_device_object: PDEVICE_OBJECT,
+) -> NTSTATUS {
+    verifier::report(
+        rules::INVALID_ARGUMENT,
+        "AddDevice",
+        "only the PnP manager calls a driver's AddDevice routine".to_string(),
+    );
+    STATUS_INVALID_DEVICE_REQUEST
+}
+
+/// KMDF's IRP dispatch routine as the driver object shows it. The simulated I/O manager
+/// delivers I/O to devices itself; a driver calling this is reported.
+unsafe extern "C" fn framework_dispatch(_device: PDEVICE_OBJECT, _irp: PIRP) -> NTSTATUS {
+    verifier::report(
+        rules::INVALID_ARGUMENT,
+        "IRP_MJ dispatch",
+        "only the I/O manager calls a driver's dispatch routines".to_string(),
+    );
+    STATUS_INVALID_DEVICE_REQUEST
+}
+
+/// `WdfVerifierDbgBreakPoint`: KMDF breaks into an attached kernel debugger when the verifier
+/// asks it to; the simulation has no debugger, so it notes the break point in the debug output
+/// and returns.
+unsafe extern "C" fn wdf_verifier_dbg_break_point(_globals: PWDF_DRIVER_GLOBALS) {
+    super::debug_output::emit("WdfVerifierDbgBreakPoint: break point (no debugger attached)\n");
 }
 
 /// The registry path `DriverEntry` received (`WdfDriverGetRegistryPath`: `PASSIVE_LEVEL` only,
@@ -523,6 +596,11 @@ unsafe extern "C" fn wdf_device_get_default_queue(
 }
 
 pub(crate) const ENTRIES: &[Entry] = &[
+    wdf_entry!(
+        WdfVerifierDbgBreakPointTableIndex,
+        PFN_WDFVERIFIERDBGBREAKPOINT,
+        wdf_verifier_dbg_break_point
+    ),
     wdf_entry!(
         WdfDriverCreateTableIndex,
         PFN_WDFDRIVERCREATE,

@@ -10,6 +10,9 @@
 //! `_WDFFUNCENUM`, named after the WDF function it stands for and returning that function's
 //! return type (read from its `PFN_*` type), so that calling a WDF function the simulation does
 //! not implement names the function instead of reaching an anonymous stub.
+//!
+//! And it compiles `DbgPrint` from C (`src/framework/dbgprint.c`): the kernel declares it
+//! C-variadic, which stable Rust can call but not define.
 
 use std::fmt::Write as _;
 use std::{env, fs, path::PathBuf};
@@ -38,6 +41,14 @@ macro_rules! call_unsafe_wdf_function_binding {{
     forget_parsed_bindings(&out);
     let bindings = fs::read_to_string(types).expect("the bindings are readable");
     fs::write(out.join("not_simulated.rs"), fallbacks(&bindings)).expect("OUT_DIR is writable");
+    let dbgprint = manifest.join("src").join("framework").join("dbgprint.c");
+    println!("cargo:rerun-if-changed={}", dbgprint.display());
+    cc::Build::new()
+        .file(dbgprint)
+        .std("c11")
+        .warnings(true)
+        .extra_warnings(true)
+        .compile("kmdf_sim_dbgprint");
 }
 
 /// The WDF function names of `_WDFFUNCENUM`, in slot order (`WdfXxxTableIndex: Type = n`).

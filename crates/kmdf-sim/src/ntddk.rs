@@ -1,7 +1,7 @@
 //! Kernel (WDM) functions of the mirrored surface, as `wdk_sys::ntddk` offers them.
 //!
-//! `DbgPrint` is variadic in the WDK; a stable Rust function cannot be, so the simulation takes
-//! exactly one argument after the format, which is how `dmf` calls it (`"%s"` and a string).
+//! `DbgPrint` is C-variadic, as in the WDK: stable Rust can declare such a function but not define
+//! one, so its definition is C (`framework/dbgprint.c`, compiled by build.rs).
 #![allow(non_snake_case)]
 
 use crate::framework::{irql, pool};
@@ -33,16 +33,15 @@ pub unsafe extern "C" fn ExFreePool(P: PVOID) {
     pool::free(P, None, "ExFreePool");
 }
 
-/// Prints `Format` with one C-string argument to the simulation's debug output.
-#[allow(
-    clippy::must_use_candidate,
-    reason = "wdk-sys does not mark DbgPrint must_use"
-)]
-pub unsafe extern "C" fn DbgPrint(Format: PCSTR, Argument: PCSTR) -> ULONG {
-    // SAFETY: both are NUL-terminated strings by the calling convention of DbgPrint("%s", s).
-    let text = unsafe { crate::framework::debug_output::format(Format, Argument) };
-    crate::framework::debug_output::emit(&text);
-    0
+unsafe extern "C" {
+    /// Prints a formatted line to the kernel debugger: here, to the simulation's debug output
+    /// (stderr, and kept for tests). Implemented in C (`framework/dbgprint.c`) with the kernel's
+    /// conversions: `%s %d %i %u %x %X %o %c %p %%` (numbers with flags, width and precision); size
+    /// prefixes `h`, `l` (32-bit, as on Windows), `ll`/`I64` (64-bit), `I32`, `I` (pointer-sized);
+    /// `%ws`/`%ls`/`%S` a NUL-terminated UTF-16 string and `%wc`/`%lc`/`%C` a UTF-16 character,
+    /// `%wZ` a `PCUNICODE_STRING` and `%Z` a `PCANSI_STRING` (UTF-16 is written as UTF-8). Output
+    /// beyond 512 bytes is cut off, as the kernel does. Returns `STATUS_SUCCESS`.
+    pub fn DbgPrint(Format: PCSTR, ...) -> ULONG;
 }
 
 #[allow(

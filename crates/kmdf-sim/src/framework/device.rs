@@ -39,6 +39,9 @@ pub(crate) struct Driver {
     registry_path: Box<[u16]>,
     pub(crate) device_add: PFN_WDF_DRIVER_DEVICE_ADD,
     pub(crate) unload: PFN_WDF_DRIVER_UNLOAD,
+    /// False with `WdfDriverInitNoDispatchOverride`: the driver keeps its own dispatch table and
+    /// unload routine, and KMDF's unload runs only when the driver asks for it.
+    pub(crate) owns_dispatch: bool,
 }
 
 impl Payload for Driver {
@@ -233,6 +236,7 @@ unsafe extern "C" fn wdf_driver_create(
         registry_path: path.into_boxed_slice(),
         device_add: config.EvtDriverDeviceAdd.filter(|_| owns_dispatch),
         unload: config.EvtDriverUnload.filter(|_| owns_dispatch),
+        owns_dispatch,
     };
     match object::create(DRIVER_KIND, &attributes, 0, Box::new(payload)) {
         Ok(handle) => {

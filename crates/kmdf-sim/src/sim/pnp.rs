@@ -230,19 +230,26 @@ impl Driver {
     /// after `WdfDriverCreate` is KMDF's unload routine (`EvtDriverUnload`, then the `WDFDRIVER`
     /// and its children are deleted). A driver whose `DriverUnload` is NULL cannot be unloaded,
     /// and one that replaced KMDF's routine leaves the framework's driver object behind; both
-    /// are reported and the framework's unload runs anyway so that the session can end.
+    /// are reported, and the `WDFDRIVER` is deleted anyway (without `EvtDriverUnload`, which
+    /// KMDF would not have called either) so that the session can end.
     pub fn unload(mut self) {
         let object: *mut DRIVER_OBJECT = &raw mut self.driver_object.object;
         // SAFETY: the boxed driver object is live; the read does not overlap a write.
         let routine = unsafe { (*object).DriverUnload };
         let framework: unsafe extern "C" fn(PDRIVER_OBJECT) = framework_unload;
         if let Some(routine) = routine {
+            let owns_dispatch = object::live_object(self.handle)
+                .and_then(|o| o.payload::<device::Driver>().map(|d| d.owns_dispatch))
+                .unwrap_or(true);
             let replaced = !core::ptr::fn_addr_eq(routine, framework);
             irql::run_callback(irql::PASSIVE, "DriverUnload", || {
                 // SAFETY: the driver object's unload routine, called with that object.
                 unsafe { routine(object) };
             });
-            if replaced && object::live_object(self.handle).is_some() {
+            if replaced && !owns_dispatch {
+                // WdfDriverMiniportUnload's work, which the simulation does not offer.
+                delete_framework_driver(object, false);
+            } else if replaced && object::live_object(self.handle).is_some() {
                 verifier::report(
                     rules::INVALID_ARGUMENT,
                     "DriverUnload",
@@ -250,8 +257,7 @@ impl Driver {
                      unload (EvtDriverUnload, deleting the WDFDRIVER) never ran"
                         .to_string(),
                 );
-                // SAFETY: as above.
-                unsafe { framework_unload(object) };
+                delete_framework_driver(object, false);
             }
         } else {
             verifier::report(
@@ -260,8 +266,7 @@ impl Driver {
                 "the driver object has no unload routine, so the driver cannot be unloaded"
                     .to_string(),
             );
-            // SAFETY: as above.
-            unsafe { framework_unload(object) };
+            delete_framework_driver(object, false);
         }
         lock(&REGISTRY).drivers.remove(&(object as usize));
     }
@@ -270,6 +275,12 @@ impl Driver {
 /// KMDF's unload routine (`FxDriver::Unload`), which `WdfDriverCreate` stores in the driver
 /// object: calls `EvtDriverUnload`, then deletes the `WDFDRIVER` and its children.
 pub(crate) unsafe extern "C" fn framework_unload(driver_object: PDRIVER_OBJECT) {
+    delete_framework_driver(driver_object, true);
+}
+
+/// Deletes the `WDFDRIVER` of `driver_object` and its children, calling `EvtDriverUnload` first
+/// if `call_unload`.
+fn delete_framework_driver(driver_object: PDRIVER_OBJECT, call_unload: bool) {
     let Some(handle) = lock(&REGISTRY)
         .drivers
         .get(&(driver_object as usize))
@@ -281,7 +292,7 @@ pub(crate) unsafe extern "C" fn framework_unload(driver_object: PDRIVER_OBJECT) 
         return;
     };
     let unload = object.payload::<device::Driver>().and_then(|d| d.unload);
-    if let Some(unload) = unload {
+    if let Some(unload) = unload.filter(|_| call_unload) {
         object::with_driver(handle, || {
             irql::run_callback(irql::PASSIVE, "EvtDriverUnload", || {
                 // SAFETY: the driver's callback with its own handle.

@@ -20,7 +20,7 @@ pub unsafe extern "C" fn ExAllocatePool2(
     NumberOfBytes: SIZE_T,
     Tag: ULONG,
 ) -> PVOID {
-    pool::allocate(Flags, NumberOfBytes, Tag)
+    pool::allocate_for_caller(Flags, NumberOfBytes, Tag)
 }
 
 /// Frees pool allocated with the same tag.

@@ -16,11 +16,15 @@ unsafe extern "C" fn kmdf_sim_debug_print(text: *const core::ffi::c_char, length
         // SAFETY: `length` readable bytes at `text`, by the caller's contract.
         unsafe { core::slice::from_raw_parts(text.cast::<u8>(), length) }
     };
-    emit(&String::from_utf8_lossy(bytes));
+    super::driver_heap::framework_code(|| emit(&String::from_utf8_lossy(bytes)));
 }
 
 /// Prints and keeps one line of debug output.
 pub(crate) fn emit(text: &str) {
+    super::driver_heap::framework_code(|| keep(text));
+}
+
+fn keep(text: &str) {
     if std::env::var_os("KMDF_SIM_QUIET").is_none() {
         eprint!("{text}");
     }

@@ -295,22 +295,26 @@ unsafe extern "C" fn framework_add_device(
     _driver_object: PDRIVER_OBJECT,
     _physical_device_object: PDEVICE_OBJECT,
 ) -> NTSTATUS {
-    verifier::report(
-        rules::INVALID_ARGUMENT,
-        "AddDevice",
-        "only the PnP manager calls a driver's AddDevice routine".to_string(),
-    );
+    super::driver_heap::framework_code(|| {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            "AddDevice",
+            "only the PnP manager calls a driver's AddDevice routine".to_string(),
+        );
+    });
     STATUS_INVALID_DEVICE_REQUEST
 }
 
 /// KMDF's IRP dispatch routine as the driver object shows it. The simulated I/O manager
 /// delivers I/O to devices itself; a driver calling this is reported.
 unsafe extern "C" fn framework_dispatch(_device: PDEVICE_OBJECT, _irp: PIRP) -> NTSTATUS {
-    verifier::report(
-        rules::INVALID_ARGUMENT,
-        "IRP_MJ dispatch",
-        "only the I/O manager calls a driver's dispatch routines".to_string(),
-    );
+    super::driver_heap::framework_code(|| {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            "IRP_MJ dispatch",
+            "only the I/O manager calls a driver's dispatch routines".to_string(),
+        );
+    });
     STATUS_INVALID_DEVICE_REQUEST
 }
 

@@ -275,7 +275,9 @@ impl Driver {
 /// KMDF's unload routine (`FxDriver::Unload`), which `WdfDriverCreate` stores in the driver
 /// object: calls `EvtDriverUnload`, then deletes the `WDFDRIVER` and its children.
 pub(crate) unsafe extern "C" fn framework_unload(driver_object: PDRIVER_OBJECT) {
-    delete_framework_driver(driver_object, true);
+    crate::framework::driver_heap::framework_code(|| {
+        delete_framework_driver(driver_object, true);
+    });
 }
 
 /// Deletes the `WDFDRIVER` of `driver_object` and its children, calling `EvtDriverUnload` first

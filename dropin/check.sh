@@ -3,5 +3,6 @@
 # with wdk and wdk-alloc from crates.io. Run from anywhere; CARGO_TARGET_DIR is honoured.
 set -eu
 cd "$(dirname "$0")"
+cargo fmt --all -- --check
 cargo test --locked
 cargo clippy --locked --all-targets -- -D warnings

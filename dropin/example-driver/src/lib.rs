@@ -47,7 +47,13 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     // SAFETY: a NUL-terminated format and string.
-    unsafe { DbgPrint(c"%s %d\n".as_ptr(), c"Example driver loading, step".as_ptr(), 1) };
+    unsafe {
+        DbgPrint(
+            c"%s %d\n".as_ptr(),
+            c"Example driver loading, step".as_ptr(),
+            1,
+        )
+    };
     EVENTS.store(Box::into_raw(Box::new(Vec::new())), Ordering::Release);
     let mut config = WDF_DRIVER_CONFIG {
         Size: core::mem::size_of::<WDF_DRIVER_CONFIG>() as ULONG,

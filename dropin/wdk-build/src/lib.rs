@@ -18,7 +18,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn emit_kmdf_cfg() {
-    println!(r#"cargo::rustc-check-cfg=cfg(driver_model__driver_type, values("WDM","KMDF","UMDF"))"#);
+    println!(
+        r#"cargo::rustc-check-cfg=cfg(driver_model__driver_type, values("WDM","KMDF","UMDF"))"#
+    );
     println!(r#"cargo::rustc-cfg=driver_model__driver_type="KMDF""#);
 }
 

@@ -44,6 +44,72 @@ unsafe extern "C" {
     pub fn DbgPrint(Format: PCSTR, ...) -> ULONG;
 }
 
+/// Kernel functions that allocate, run as framework code: with a pool-backed global allocator,
+/// what the simulation allocates for them is not the driver's pool (see `framework/driver_heap`).
+/// Each forwards to its implementation unchanged.
+macro_rules! as_framework_code {
+    ($( $area:ident :: $name:ident ( $($argument:ident : $ty:ty),* ) -> $result:ty; )*) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "` (see the simulation's implementation).")]
+            pub unsafe extern "C" fn $name($($argument: $ty),*) -> $result {
+                crate::framework::driver_heap::framework_code(|| {
+                    // SAFETY: the caller's call, forwarded unchanged under the same contract.
+                    unsafe { crate::framework::$area::kernel::$name($($argument),*) }
+                })
+            }
+        )*
+    };
+}
+
+as_framework_code! {
+    thread::PsCreateSystemThread(
+        ThreadHandle: crate::types::PHANDLE,
+        DesiredAccess: ULONG,
+        ObjectAttributes: crate::types::POBJECT_ATTRIBUTES,
+        ProcessHandle: crate::types::HANDLE,
+        ClientId: crate::types::PCLIENT_ID,
+        StartRoutine: crate::types::PKSTART_ROUTINE,
+        StartContext: PVOID
+    ) -> crate::types::NTSTATUS;
+    thread::ObReferenceObjectByHandle(
+        Handle: crate::types::HANDLE,
+        DesiredAccess: crate::types::ACCESS_MASK,
+        ObjectType: crate::types::POBJECT_TYPE,
+        AccessMode: crate::types::KPROCESSOR_MODE,
+        Object: *mut PVOID,
+        HandleInformation: crate::types::POBJECT_HANDLE_INFORMATION
+    ) -> crate::types::NTSTATUS;
+    thread::ObfDereferenceObject(Object: PVOID) -> crate::types::LONG_PTR;
+    thread::ZwClose(Handle: crate::types::HANDLE) -> crate::types::NTSTATUS;
+    io::IoRegisterPlugPlayNotification(
+        EventCategory: crate::types::IO_NOTIFICATION_EVENT_CATEGORY,
+        EventCategoryFlags: ULONG,
+        EventCategoryData: PVOID,
+        DriverObject: crate::types::PDRIVER_OBJECT,
+        CallbackRoutine: crate::types::PDRIVER_NOTIFICATION_CALLBACK_ROUTINE,
+        Context: PVOID,
+        NotificationEntry: *mut PVOID
+    ) -> crate::types::NTSTATUS;
+    io::IoUnregisterPlugPlayNotificationEx(NotificationEntry: PVOID) -> crate::types::NTSTATUS;
+    event::KeWaitForSingleObject(
+        Object: PVOID,
+        WaitReason: crate::types::KWAIT_REASON,
+        WaitMode: crate::types::KPROCESSOR_MODE,
+        Alertable: crate::types::BOOLEAN,
+        Timeout: crate::types::PLARGE_INTEGER
+    ) -> crate::types::NTSTATUS;
+    event::KeWaitForMultipleObjects(
+        Count: ULONG,
+        Object: *mut PVOID,
+        WaitType: crate::types::WAIT_TYPE,
+        WaitReason: crate::types::KWAIT_REASON,
+        WaitMode: crate::types::KPROCESSOR_MODE,
+        Alertable: crate::types::BOOLEAN,
+        Timeout: crate::types::PLARGE_INTEGER,
+        WaitBlockArray: crate::types::PKWAIT_BLOCK
+    ) -> crate::types::NTSTATUS;
+}
+
 #[allow(
     unused_imports,
     reason = "areas without kernel functions export nothing"

@@ -216,3 +216,61 @@ fn heap_the_driver_leaks_is_reported_as_its_pool() {
         "{reports:?}"
     );
 }
+
+/// A system thread's routine: driver code, whose heap is the driver's pool.
+unsafe extern "C" fn thread_routine(_context: wdk_sys::PVOID) {
+    let words: Vec<String> = ["system", "thread"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(words.join(" "), "system thread");
+}
+
+#[test]
+fn system_threads_run_driver_code_on_pool_heap() {
+    let session = Session::begin();
+    sim::at_irql(wdk_sys::PASSIVE_LEVEL as u8, || {
+        let mut handle: wdk_sys::HANDLE = core::ptr::null_mut();
+        // SAFETY: a valid out pointer; the routine needs no context.
+        let status = unsafe {
+            ntddk::PsCreateSystemThread(
+                &raw mut handle,
+                0,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                Some(thread_routine),
+                core::ptr::null_mut(),
+            )
+        };
+        assert_eq!(status, wdk_sys::STATUS_SUCCESS);
+        let mut object: wdk_sys::PVOID = core::ptr::null_mut();
+        // SAFETY: reads the thread object type pointer.
+        let thread_type = unsafe { *wdk_sys::PsThreadType };
+        // SAFETY: a valid handle and out pointer.
+        let status = unsafe {
+            ntddk::ObReferenceObjectByHandle(
+                handle,
+                0,
+                thread_type,
+                0,
+                &raw mut object,
+                core::ptr::null_mut(),
+            )
+        };
+        assert_eq!(status, wdk_sys::STATUS_SUCCESS);
+        // SAFETY: a referenced thread object; no timeout.
+        let status =
+            unsafe { ntddk::KeWaitForSingleObject(object, 0, 0, 0, core::ptr::null_mut()) };
+        assert_eq!(status, wdk_sys::STATUS_SUCCESS);
+        // SAFETY: the reference and the handle taken above, released once.
+        unsafe { ntddk::ObfDereferenceObject(object) };
+        // SAFETY: as above.
+        unsafe { ntddk::ZwClose(handle) };
+    });
+    session.wait_idle();
+    session.check_leaks();
+    let reports = sim::verifier::take_reports();
+    assert!(reports.is_empty(), "{reports:?}");
+    session.end();
+}

@@ -246,7 +246,9 @@ fn system_threads_run_driver_code_on_pool_heap() {
         assert_eq!(status, wdk_sys::STATUS_SUCCESS);
         let mut object: wdk_sys::PVOID = core::ptr::null_mut();
         // SAFETY: reads the thread object type pointer.
-        let thread_type = unsafe { *wdk_sys::PsThreadType };
+        let thread_type_pointer = unsafe { wdk_sys::PsThreadType };
+        // SAFETY: it points at the thread object type.
+        let thread_type = unsafe { *thread_type_pointer };
         // SAFETY: a valid handle and out pointer.
         let status = unsafe {
             ntddk::ObReferenceObjectByHandle(

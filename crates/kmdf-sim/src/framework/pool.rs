@@ -100,9 +100,15 @@ pub(crate) fn allocate_for_caller(flags: POOL_FLAGS, size: SIZE_T, tag: ULONG) -
 
 /// Host heap served through a pool-backed global allocator: recorded (so that freeing it is
 /// recognised) but never checked or reported.
+///
+/// Such an allocator passes only the size (`WdkAllocator` does), and the host's standard library
+/// has over-aligned types (cache-padded channel counters, aligned to 128): the block is aligned to
+/// the largest power of two dividing its size (at least 16, at most 4096), which is enough for
+/// any type of that size, since a type's size is a multiple of its alignment.
 fn heap_allocate(size: SIZE_T, tag: ULONG) -> PVOID {
     let size = usize::try_from(size).unwrap_or(usize::MAX);
-    let Ok(layout) = Layout::from_size_align(size.max(1), POOL_ALIGNMENT) else {
+    let alignment = (size & size.wrapping_neg()).clamp(POOL_ALIGNMENT, 4096);
+    let Ok(layout) = Layout::from_size_align(size.max(1), alignment) else {
         return core::ptr::null_mut();
     };
     // SAFETY: the layout has a nonzero size.

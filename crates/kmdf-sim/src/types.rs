@@ -1373,6 +1373,22 @@ pub type WDF_DRIVER_CONFIG = _WDF_DRIVER_CONFIG;
 pub type PWDF_DRIVER_CONFIG = *mut _WDF_DRIVER_CONFIG;
 pub type PFN_WDFVERIFIERDBGBREAKPOINT =
     ::core::option::Option<unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS)>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _WDF_DRIVER_VERSION_AVAILABLE_PARAMS {
+    pub Size: ULONG,
+    pub MajorVersion: ULONG,
+    pub MinorVersion: ULONG,
+}
+pub type WDF_DRIVER_VERSION_AVAILABLE_PARAMS = _WDF_DRIVER_VERSION_AVAILABLE_PARAMS;
+pub type PWDF_DRIVER_VERSION_AVAILABLE_PARAMS = *mut _WDF_DRIVER_VERSION_AVAILABLE_PARAMS;
+pub type PFN_WDFDRIVERISVERSIONAVAILABLE = ::core::option::Option<
+    unsafe extern "C" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Driver: WDFDRIVER,
+        VersionAvailableParams: PWDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+    ) -> BOOLEAN,
+>;
 pub type PFN_WDFDRIVERCREATE = ::core::option::Option<
     unsafe extern "C" fn(
         DriverGlobals: PWDF_DRIVER_GLOBALS,

@@ -195,3 +195,30 @@ fn no_dispatch_override_leaves_the_driver_object_alone() {
     driver.unload();
     assert_eq!(UNLOADS.load(Ordering::SeqCst), 1);
 }
+
+fn version_available(driver: WDFDRIVER, major: ULONG, minor: ULONG) -> bool {
+    let mut params = wdk_sys::WDF_DRIVER_VERSION_AVAILABLE_PARAMS {
+        Size: size_of::<wdk_sys::WDF_DRIVER_VERSION_AVAILABLE_PARAMS>() as ULONG,
+        MajorVersion: major,
+        MinorVersion: minor,
+    };
+    // SAFETY: a live driver handle and valid params.
+    let available = unsafe {
+        call_unsafe_wdf_function_binding!(WdfDriverIsVersionAvailable, driver, &raw mut params)
+    };
+    available != 0
+}
+
+#[test]
+fn version_checks_and_the_verifier_break_point() {
+    let session = Session::begin();
+    let driver = Driver::load_with(|driver, path| create_driver(driver, path, 0)).expect("loads");
+    assert!(version_available(driver.handle(), 1, 33));
+    assert!(version_available(driver.handle(), 1, 9));
+    assert!(!version_available(driver.handle(), 1, 35));
+    assert!(!version_available(driver.handle(), 2, 0));
+    // SAFETY: no arguments beyond the globals.
+    unsafe { call_unsafe_wdf_function_binding!(WdfVerifierDbgBreakPoint) };
+    assert!(printed(&session).contains("WdfVerifierDbgBreakPoint"));
+    driver.unload();
+}

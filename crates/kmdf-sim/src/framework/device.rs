@@ -22,7 +22,8 @@ use crate::types::{
 };
 use crate::types::{
     _WDF_DRIVER_INIT_FLAGS::{WdfDriverInitNoDispatchOverride, WdfDriverInitNonPnpDriver},
-    PIRP,
+    BOOLEAN, PIRP, PWDF_DRIVER_VERSION_AVAILABLE_PARAMS, ULONG,
+    WDF_DRIVER_VERSION_AVAILABLE_PARAMS,
 };
 
 /// KMDF type name of driver objects.
@@ -325,6 +326,43 @@ unsafe extern "C" fn wdf_verifier_dbg_break_point(_globals: PWDF_DRIVER_GLOBALS)
     super::debug_output::emit("WdfVerifierDbgBreakPoint: break point (no debugger attached)\n");
 }
 
+/// `WdfDriverIsVersionAvailable`: whether the framework is at least the version asked for. The
+/// simulation is KMDF 1.33.
+unsafe extern "C" fn wdf_driver_is_version_available(
+    _globals: PWDF_DRIVER_GLOBALS,
+    driver: WDFDRIVER,
+    params: PWDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+) -> BOOLEAN {
+    const API: &str = "WdfDriverIsVersionAvailable";
+    if !irql::require_passive(API)
+        || object::lookup_payload::<Driver>(object::handle_of(driver), DRIVER_KIND, API).is_none()
+    {
+        return 0;
+    }
+    if params.is_null() {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            "null VersionAvailableParams".to_string(),
+        );
+        return 0;
+    }
+    // SAFETY: non-null, a valid WDF_DRIVER_VERSION_AVAILABLE_PARAMS by the API contract.
+    let params: WDF_DRIVER_VERSION_AVAILABLE_PARAMS = unsafe { params.read() };
+    if params.Size as usize != size_of::<WDF_DRIVER_VERSION_AVAILABLE_PARAMS>() {
+        verifier::report(
+            rules::BAD_STRUCTURE_SIZE,
+            API,
+            format!(
+                "WDF_DRIVER_VERSION_AVAILABLE_PARAMS.Size is {}",
+                params.Size
+            ),
+        );
+        return 0;
+    }
+    BOOLEAN::from((params.MajorVersion, params.MinorVersion) <= (1, 33))
+}
+
 /// The registry path `DriverEntry` received (`WdfDriverGetRegistryPath`: `PASSIVE_LEVEL` only,
 /// returns the buffer of the copy `FxDriver` keeps). It lives as long as the driver object.
 unsafe extern "C" fn wdf_driver_get_registry_path(
@@ -404,6 +442,26 @@ unsafe extern "C" fn wdf_device_init_set_io_type(
     if let Some(init) = init_of(init, "WdfDeviceInitSetIoType") {
         init.io_type = io_type;
     }
+}
+
+/// `WdfDeviceInitSetExclusive`: accepted and not recorded (the simulation opens devices by
+/// interface or link name without share checks).
+unsafe extern "C" fn wdf_device_init_set_exclusive(
+    _globals: PWDF_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    _is_exclusive: BOOLEAN,
+) {
+    let _ = init_of(init, "WdfDeviceInitSetExclusive");
+}
+
+/// `WdfDeviceInitSetDeviceType`: accepted and not recorded (there is no WDM device object whose
+/// type would matter).
+unsafe extern "C" fn wdf_device_init_set_device_type(
+    _globals: PWDF_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    _device_type: ULONG,
+) {
+    let _ = init_of(init, "WdfDeviceInitSetDeviceType");
 }
 
 unsafe extern "C" fn wdf_device_create(
@@ -604,6 +662,21 @@ unsafe extern "C" fn wdf_device_get_default_queue(
 }
 
 pub(crate) const ENTRIES: &[Entry] = &[
+    wdf_entry!(
+        WdfDriverIsVersionAvailableTableIndex,
+        PFN_WDFDRIVERISVERSIONAVAILABLE,
+        wdf_driver_is_version_available
+    ),
+    wdf_entry!(
+        WdfDeviceInitSetExclusiveTableIndex,
+        PFN_WDFDEVICEINITSETEXCLUSIVE,
+        wdf_device_init_set_exclusive
+    ),
+    wdf_entry!(
+        WdfDeviceInitSetDeviceTypeTableIndex,
+        PFN_WDFDEVICEINITSETDEVICETYPE,
+        wdf_device_init_set_device_type
+    ),
     wdf_entry!(
         WdfVerifierDbgBreakPointTableIndex,
         PFN_WDFVERIFIERDBGBREAKPOINT,

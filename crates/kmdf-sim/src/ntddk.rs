@@ -36,12 +36,17 @@ pub unsafe extern "C" fn ExFreePool(P: PVOID) {
 unsafe extern "C" {
     /// Prints a formatted line to the kernel debugger: here, to the simulation's debug output
     /// (stderr, and kept for tests). Implemented in C (`framework/dbgprint.c`) with the kernel's
-    /// conversions: `%s %d %i %u %x %X %o %c %p %%` (numbers with flags, width and precision); size
+    /// conversions: `%s %d %i %u %x %X %o %c %p %%` (flags, width and precision); size
     /// prefixes `h`, `l` (32-bit, as on Windows), `ll`/`I64` (64-bit), `I32`, `I` (pointer-sized);
     /// `%ws`/`%ls`/`%S` a NUL-terminated UTF-16 string and `%wc`/`%lc`/`%C` a UTF-16 character,
     /// `%wZ` a `PCUNICODE_STRING` and `%Z` a `PCANSI_STRING` (UTF-16 is written as UTF-8). Output
     /// beyond 512 bytes is cut off, as the kernel does. Returns `STATUS_SUCCESS`.
     pub fn DbgPrint(Format: PCSTR, ...) -> ULONG;
+
+    /// `DbgPrint` with a component and a level. The kernel shows a line only if that component's
+    /// filter lets its level through (by default only `DPFLTR_ERROR_LEVEL`); the simulation
+    /// shows every line. Returns `STATUS_SUCCESS`.
+    pub fn DbgPrintEx(ComponentId: ULONG, Level: ULONG, Format: PCSTR, ...) -> ULONG;
 }
 
 /// Kernel functions that allocate, run as framework code: with a pool-backed global allocator,

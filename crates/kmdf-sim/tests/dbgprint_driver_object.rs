@@ -60,10 +60,22 @@ fn dbgprint_formats_the_kernel_conversions() {
             core::ptr::null::<c_char>(),
         );
     }
+    // SAFETY: strings for `%s`, with a width.
+    unsafe {
+        wdk_sys::ntddk::DbgPrintEx(
+            77,
+            0,
+            c"[%6s|%-4s|%.2ws]\n".as_ptr(),
+            c"ab".as_ptr(),
+            c"cd".as_ptr(),
+            wide.as_ptr(),
+        );
+    }
     assert_eq!(
         printed(&session),
         "[text] -42 7 4000000000 beef BEEF Z %    12|3   |000a tru\n\
-         -9000000000 9000000000 4294967295 0000000000001234 wide ✓ counted (null)\n"
+         -9000000000 9000000000 4294967295 0000000000001234 wide ✓ counted (null)\n\
+         [    ab|cd  |wi]\n"
     );
 }
 

@@ -1,12 +1,12 @@
 /*
- * DbgPrint for the simulation: the kernel's C-variadic signature, which stable Rust can declare
- * but not define. Formats into one line of at most 512 bytes, as the kernel does (longer output
+ * DbgPrint and DbgPrintEx for the simulation: the kernel's C-variadic signatures, which stable
+ * Rust can declare but not define. Formats into one line of at most 512 bytes, as the kernel does (longer output
  * is truncated), and hands it to the Rust side (debug_output.rs), which prints and keeps it.
  *
  * Conversions follow the Windows kernel's printf family, not the host C library, so that a
  * driver's format strings mean what they mean on Windows:
  *   %d %i %u %x %X %o %c %s %p %%; numbers take flags (- 0 + space #), width and precision
- *   (also *), strings a precision;
+ *   (also *), strings (%s, %ws) a width and a precision;
  *   size prefixes: h (16-bit), l (32-bit: LONG/ULONG, as on Windows), ll and I64 (64-bit),
  *   I32 (32-bit), I (pointer-sized);
  *   %ws %ls %S: NUL-terminated UTF-16 string; %wc %lc %C: UTF-16 character;
@@ -141,11 +141,9 @@ struct counted8 {
     const char *buffer;
 };
 
-uint32_t DbgPrint(const char *format, ...) {
+static void vdbgprint(const char *format, va_list args) {
     struct out out;
     out.length = 0;
-    va_list args;
-    va_start(args, format);
     for (const char *f = format; f != NULL && *f != 0; f++) {
         if (*f != '%') {
             put(&out, *f);
@@ -236,6 +234,16 @@ uint32_t DbgPrint(const char *format, ...) {
         case 'S': {
             const void *s = va_arg(args, const void *);
             size_t limit = spec.precision < 0 ? SIZE_MAX : (size_t)spec.precision;
+            size_t count = 0;
+            if (s == NULL) {
+                count = limit < 6 ? limit : 6;
+            } else if (wide || *f == 'S') {
+                for (const uint16_t *u = (const uint16_t *)s; count < limit && u[count] != 0;) count++;
+            } else {
+                for (const char *c = (const char *)s; count < limit && c[count] != 0;) count++;
+            }
+            int pad = spec.width > (int)count ? spec.width - (int)count : 0;
+            if (!spec.left) put_padding(&out, pad, ' ');
             if (s == NULL) {
                 put_text(&out, "(null)", limit);
             } else if (wide || *f == 'S') {
@@ -243,6 +251,7 @@ uint32_t DbgPrint(const char *format, ...) {
             } else {
                 put_text(&out, (const char *)s, limit);
             }
+            if (spec.left) put_padding(&out, pad, ' ');
             break;
         }
         case 'Z': {
@@ -268,7 +277,25 @@ uint32_t DbgPrint(const char *format, ...) {
             break;
         }
     }
-    va_end(args);
     kmdf_sim_debug_print(out.text, out.length);
+}
+
+uint32_t DbgPrint(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vdbgprint(format, args);
+    va_end(args);
+    return 0; /* STATUS_SUCCESS */
+}
+
+/* DbgPrintEx: the kernel filters by component and level (by default only DPFLTR_ERROR_LEVEL is
+ * shown); the simulation shows every level. */
+uint32_t DbgPrintEx(uint32_t component_id, uint32_t level, const char *format, ...) {
+    (void)component_id;
+    (void)level;
+    va_list args;
+    va_start(args, format);
+    vdbgprint(format, args);
+    va_end(args);
     return 0; /* STATUS_SUCCESS */
 }

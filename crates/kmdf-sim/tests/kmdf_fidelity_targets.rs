@@ -1005,7 +1005,12 @@ fn call_unimplemented() -> (NTSTATUS, WDFDEVICE) {
         unsafe { call_unsafe_wdf_function_binding!(WdfFileObjectGetDevice, core::ptr::null_mut()) };
     // SAFETY: as above (no return value).
     unsafe {
-        call_unsafe_wdf_function_binding!(WdfDeviceInitSetExclusive, core::ptr::null_mut(), 1);
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetFileObjectConfig,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut()
+        );
     }
     (status, device)
 }
@@ -1027,7 +1032,7 @@ fn an_unimplemented_wdf_function_is_reported_by_name_and_returns_a_failure() {
         [
             (rules::NOT_SIMULATED, "WdfIoQueueFindRequest"),
             (rules::NOT_SIMULATED, "WdfFileObjectGetDevice"),
-            (rules::NOT_SIMULATED, "WdfDeviceInitSetExclusive"),
+            (rules::NOT_SIMULATED, "WdfDeviceInitSetFileObjectConfig"),
         ]
     );
     assert!(
@@ -1052,7 +1057,10 @@ fn a_session_that_calls_an_unimplemented_function_fails_naming_it() {
         message.contains("WdfIoQueueFindRequest is not simulated"),
         "{message}"
     );
-    assert!(message.contains("WdfDeviceInitSetExclusive"), "{message}");
+    assert!(
+        message.contains("WdfDeviceInitSetFileObjectConfig"),
+        "{message}"
+    );
     // The next session starts clean.
     let session = Session::begin();
     session.end();

@@ -28,8 +28,8 @@ use wdk_sys::*;
 mod common;
 
 use common::{
-    create_driver, create_memory, create_request, create_target, delete, driver_config,
-    open_by_name, reuse,
+    create_driver, create_memory, create_request, create_spin_lock, create_target, delete,
+    driver_config, open_by_name, reuse,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -315,19 +315,6 @@ impl Rig {
         self.target_device.take().unwrap().remove();
         self.driver.take().unwrap().unload();
     }
-}
-
-fn create_spin_lock() -> WDFSPINLOCK {
-    let mut lock: WDFSPINLOCK = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfSpinLockCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut lock
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    lock
 }
 
 /// `CTL_CODE(FILE_DEVICE_UNKNOWN, 0x801, METHOD_BUFFERED, FILE_ANY_ACCESS)`.

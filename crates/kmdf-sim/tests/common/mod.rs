@@ -177,3 +177,18 @@ pub fn reuse(request: WDFREQUEST) {
         STATUS_SUCCESS
     );
 }
+
+/// Creates a spin lock with no attributes.
+pub fn create_spin_lock() -> WDFSPINLOCK {
+    let mut lock: WDFSPINLOCK = core::ptr::null_mut();
+    // SAFETY: the out pointer is a valid local.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfSpinLockCreate,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut lock
+        )
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    lock
+}

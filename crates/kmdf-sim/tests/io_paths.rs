@@ -22,7 +22,9 @@ use wdk_sys::*;
 
 mod common;
 
-use common::{create_driver, create_target, driver_config, open_by_name_with, reuse, state};
+use common::{
+    create_driver, create_target, device_create, driver_config, open_by_name_with, reuse, state,
+};
 
 static FORWARD_TARGET: AtomicUsize = AtomicUsize::new(0);
 static SEQUENTIAL: AtomicUsize = AtomicUsize::new(0);
@@ -71,15 +73,7 @@ unsafe extern "C" fn canceled_on_queue(_queue: WDFQUEUE, request: WDFREQUEST) {
 }
 
 unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     if status < 0 {
         return status;
     }

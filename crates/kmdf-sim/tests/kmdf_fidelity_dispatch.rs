@@ -29,7 +29,7 @@ mod common;
 
 use common::{
     create_driver, create_memory, create_request, create_spin_lock, create_target, delete,
-    driver_config, open_by_name, reuse,
+    device_create, driver_config, open_by_name, reuse,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -179,15 +179,7 @@ unsafe extern "C" fn on_device_control(
 }
 
 unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     if status < 0 {
         return status;
     }

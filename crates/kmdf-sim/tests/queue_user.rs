@@ -21,7 +21,7 @@ use wdk_sys::*;
 
 mod common;
 
-use common::{create_driver, create_target, driver_config, open_by_name_with};
+use common::{create_driver, create_target, device_create, driver_config, open_by_name_with};
 
 const CLASS: GUID = GUID {
     Data1: 0x1234_5678,
@@ -253,15 +253,7 @@ unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -
             _WDF_DEVICE_IO_TYPE::WdfDeviceIoBuffered
         );
     };
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     if status < 0 {
         return status;
     }

@@ -16,7 +16,7 @@ use wdk_sys::{
 
 mod common;
 
-use common::create_spin_lock;
+use common::{create_spin_lock, device_create};
 
 /// The spin lock each driver creates in its device-add callback, with no parent named.
 static FIRST_LOCK: AtomicUsize = AtomicUsize::new(0);
@@ -27,16 +27,7 @@ static SECOND_WORK_ITEM: AtomicUsize = AtomicUsize::new(0);
 
 fn create_device(init: PWDFDEVICE_INIT) -> WDFDEVICE {
     let mut init = init;
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the init comes from the simulated PnP manager; the out pointer is a valid local.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     assert_eq!(status, STATUS_SUCCESS);
     device
 }

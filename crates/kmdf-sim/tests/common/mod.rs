@@ -12,18 +12,25 @@
 
 use wdk_sys::*;
 
-/// `EvtDriverDeviceAdd` that creates a device with default settings.
-pub unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
+/// `WdfDeviceCreate` with no attributes; returns its status and the device. The framework
+/// clears `init` when it creates the device.
+pub fn device_create(init: &mut PWDFDEVICE_INIT) -> (NTSTATUS, WDFDEVICE) {
     let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init and a valid out pointer.
-    unsafe {
+    // SAFETY: the init comes from the simulated PnP manager; the out pointer is a valid local.
+    let status = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfDeviceCreate,
-            &raw mut init,
+            core::ptr::from_mut(init),
             WDF_NO_OBJECT_ATTRIBUTES,
             &raw mut device
         )
-    }
+    };
+    (status, device)
+}
+
+/// `EvtDriverDeviceAdd` that creates a device with default settings.
+pub unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
+    device_create(&mut init).0
 }
 
 /// `DriverEntry` of a driver whose `EvtDriverDeviceAdd` is [`device_add`].

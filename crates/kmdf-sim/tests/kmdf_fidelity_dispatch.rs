@@ -264,6 +264,7 @@ unsafe extern "C" fn driver_entry(
     unsafe { create_driver(driver_object, registry_path, &mut config) }
 }
 
+/// One driver with a target device (its queue behind `link`) and a host device that sends.
 struct Rig {
     driver: Option<Driver>,
     target_device: Option<Device>,

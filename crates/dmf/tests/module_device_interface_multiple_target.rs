@@ -221,6 +221,26 @@ fn module(log: &Arc<Log>, host: &sim::pnp::Device, veto: &Vetoes) -> DeviceInter
     .unwrap()
 }
 
+/// A static module of `host` streaming two requests per target that registers for arrivals at
+/// `when`, in a collection that has run `post_create` and `prepare_hardware`.
+fn prepared_static_module(
+    log: &Arc<Log>,
+    host: &sim::pnp::Device,
+    when: PnpRegisterWhen,
+) -> (DeviceInterfaceMultipleTarget, DeviceModules) {
+    let module = DeviceInterfaceMultipleTarget::create(
+        device(host),
+        config(log, when, streaming(log, 2, Mode::Automatic), &no_veto()),
+        attributes(log, false),
+    )
+    .unwrap();
+    let mut modules = DeviceModules::new();
+    modules.add(&module).unwrap();
+    modules.post_create().unwrap();
+    modules.prepare_hardware().unwrap();
+    (module, modules)
+}
+
 fn streams(device: &ProgrammableTarget, more: u64) {
     let now = device.counters().received;
     common::wait_until("requests reach the target", || {
@@ -524,21 +544,8 @@ fn unregister_during_a_query_remove_closes_every_target_then_the_module() {
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
     let sensors = [sensor(), sensor()];
-    let module = DeviceInterfaceMultipleTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::PrepareHardware,
-            streaming(&log, 2, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, false),
-    )
-    .unwrap();
-    let mut modules = DeviceModules::new();
-    modules.add(&module).unwrap();
-    modules.post_create().unwrap();
-    modules.prepare_hardware().unwrap();
+    let (module, mut modules) =
+        prepared_static_module(&log, &host, PnpRegisterWhen::PrepareHardware);
     let a = log.target(&sensors[0]);
     let b = log.target(&sensors[1]);
     assert!(sensors[0].query_remove_pending());
@@ -561,21 +568,7 @@ fn unregister_during_a_query_remove_closes_every_target_then_the_module() {
     // D0Entry registration: targets go at each D0Exit and come back at D0Entry.
     modules.destroy();
     drop(module);
-    let module = DeviceInterfaceMultipleTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::D0Entry,
-            streaming(&log, 2, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, false),
-    )
-    .unwrap();
-    let mut modules = DeviceModules::new();
-    modules.add(&module).unwrap();
-    modules.post_create().unwrap();
-    modules.prepare_hardware().unwrap();
+    let (module, mut modules) = prepared_static_module(&log, &host, PnpRegisterWhen::D0Entry);
     log.names.lock().unwrap().clear();
     modules.d0_entry(PowerState::D3Final).unwrap();
     log.target(&sensors[0]);

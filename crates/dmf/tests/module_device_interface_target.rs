@@ -151,6 +151,22 @@ fn attributes(log: &Arc<Log>, dynamic: bool) -> ModuleAttributes {
     attributes
 }
 
+/// A dynamic module of `host` that registers for arrivals at `Create`, with the logging
+/// [`config`] and [`attributes`].
+fn create_module(
+    host: &sim::pnp::Device,
+    log: &Arc<Log>,
+    child: ContinuousRequestTargetConfig,
+    veto: &Arc<Mutex<Vec<TargetState>>>,
+) -> DeviceInterfaceTarget {
+    DeviceInterfaceTarget::create(
+        device(host),
+        config(log, PnpRegisterWhen::Create, child, veto),
+        attributes(log, true),
+    )
+    .unwrap()
+}
+
 fn sensor() -> ProgrammableTarget {
     let target = ProgrammableTarget::with_interface(CLASS);
     target.set_responder(|r| Response::data(&r.sequence.to_le_bytes()).from_worker());
@@ -290,17 +306,7 @@ fn default_open_is_read_write_shared_and_later_arrivals_are_found() {
     let session = Session::begin();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 2, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 2, Mode::Automatic), &no_veto());
     std::thread::sleep(Duration::from_millis(5));
     assert!(!module.is_open());
     assert_eq!(module.get().err(), Some(NtStatus::INVALID_DEVICE_STATE));
@@ -434,17 +440,7 @@ fn vetoed_open_closes_the_target_and_the_next_arrival_opens() {
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
     let veto = Arc::new(Mutex::new(vec![TargetState::Open]));
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 2, Mode::Automatic),
-            &veto,
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 2, Mode::Automatic), &veto);
     let refused = sensor();
     log.wait_for("vetoed");
     assert_eq!(refused.open_count(), 0, "the vetoed target is closed");
@@ -475,17 +471,7 @@ fn query_remove_then_remove_complete_streams_until_the_query() {
     let session = Session::begin();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 3, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 3, Mode::Automatic), &no_veto());
     let target = sensor();
     wait_open(&module);
     wait_streamed(&log, 50);
@@ -520,17 +506,7 @@ fn remove_cancel_reopens_and_restarts_streaming() {
     let session = Session::begin();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 3, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 3, Mode::Automatic), &no_veto());
     let target = sensor();
     wait_open(&module);
     wait_streamed(&log, 20);
@@ -574,17 +550,7 @@ fn vetoed_query_remove_keeps_streaming_and_a_following_remove_cancel_is_reported
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
     let veto = Arc::new(Mutex::new(vec![TargetState::QueryRemove]));
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 2, Mode::Automatic),
-            &veto,
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 2, Mode::Automatic), &veto);
     let target = sensor();
     wait_open(&module);
     log.take();
@@ -620,17 +586,7 @@ fn surprise_removal_after_a_veto_closes_the_target() {
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
     let veto = Arc::new(Mutex::new(vec![TargetState::QueryRemove]));
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 2, Mode::Automatic),
-            &veto,
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 2, Mode::Automatic), &veto);
     let target = sensor();
     wait_open(&module);
     log.take();
@@ -657,17 +613,7 @@ fn surprise_removal_mid_stream_completes_every_request_once() {
     let session = Session::begin();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 4, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 4, Mode::Automatic), &no_veto());
     let target = sensor();
     // Hold every request: removal completes them all.
     target.set_responder(|_| Response::Hold);
@@ -696,17 +642,7 @@ fn interface_disable_closes_without_a_state_change_and_reenable_reopens() {
     let session = Session::begin();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 2, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 2, Mode::Automatic), &no_veto());
     let target = sensor();
     wait_open(&module);
     wait_streamed(&log, 10);
@@ -855,17 +791,7 @@ fn destroy_during_a_pending_query_remove_deletes_the_target_without_callbacks() 
     let (driver, host) = common::boot();
     let target = sensor();
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 2, Mode::Automatic),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 2, Mode::Automatic), &no_veto());
     wait_open(&module);
     log.take();
     assert!(target.query_remove_pending());
@@ -897,17 +823,12 @@ fn request_target_child_sends_and_cancels() {
         }
     });
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            ContinuousRequestTargetConfig::default(),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(
+        &host,
+        &log,
+        ContinuousRequestTargetConfig::default(),
+        &no_veto(),
+    );
     wait_open(&module);
     assert!(module.stream_child().is_none());
     assert_eq!(module.stream_start(), Err(NtStatus::INVALID_DEVICE_REQUEST));
@@ -991,17 +912,7 @@ fn manual_mode_client_that_forgets_to_stop_gets_no_crash() {
     let session = Session::begin();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
-    let module = DeviceInterfaceTarget::create(
-        device(&host),
-        config(
-            &log,
-            PnpRegisterWhen::Create,
-            streaming(&log, 3, Mode::Manual),
-            &no_veto(),
-        ),
-        attributes(&log, true),
-    )
-    .unwrap();
+    let module = create_module(&host, &log, streaming(&log, 3, Mode::Manual), &no_veto());
     let target = sensor();
     wait_open(&module);
     std::thread::sleep(Duration::from_millis(5));
@@ -1029,19 +940,12 @@ fn methods_racing_removal_fail_with_invalid_device_state() {
     let session = Session::begin();
     let (driver, host) = common::boot();
     let log = Arc::new(Log::default());
-    let module = Arc::new(
-        DeviceInterfaceTarget::create(
-            device(&host),
-            config(
-                &log,
-                PnpRegisterWhen::Create,
-                streaming(&log, 2, Mode::Automatic),
-                &no_veto(),
-            ),
-            attributes(&log, true),
-        )
-        .unwrap(),
-    );
+    let module = Arc::new(create_module(
+        &host,
+        &log,
+        streaming(&log, 2, Mode::Automatic),
+        &no_veto(),
+    ));
     for round in 0..4 {
         let target = sensor();
         wait_open(&module);

@@ -238,6 +238,21 @@ fn recorder(log: &Arc<Mutex<Vec<u32>>>) -> DataCleanupCallback {
     Box::new(move |bytes: &mut [u8]| log.lock().unwrap().push(as_u32(bytes)))
 }
 
+/// Installs the module with `config` and a data cleanup that records into `cleaned`.
+fn install_recording(
+    device: &SimDevice,
+    cleaned: &Arc<Mutex<Vec<u32>>>,
+    config: NotifyUserWithRequestConfig,
+) {
+    install(
+        device,
+        NotifyUserWithRequestConfig {
+            data_cleanup: Some(recorder(cleaned)),
+            ..config
+        },
+    );
+}
+
 #[test]
 fn invalid_configurations_are_typed_errors_and_create_nothing() {
     let (session, driver, device) = boot();
@@ -342,13 +357,7 @@ fn event_request_add_parks_without_pairing_and_the_next_data_pairs_oldest_first(
 fn the_oldest_data_is_dropped_with_its_cleanup_and_every_item_is_cleaned_once() {
     let (session, driver, device) = boot();
     let cleaned = Arc::new(Mutex::new(Vec::new()));
-    install(
-        &device,
-        NotifyUserWithRequestConfig {
-            data_cleanup: Some(recorder(&cleaned)),
-            ..config(8, 3, 4)
-        },
-    );
+    install_recording(&device, &cleaned, config(8, 3, 4));
     for item in 1..=5 {
         data(item);
     }
@@ -477,13 +486,7 @@ fn concurrent_issuers_producers_and_cancels_lose_nothing() {
     const BATCH: usize = 5;
     let (session, driver, device) = boot();
     let cleaned = Arc::new(Mutex::new(Vec::new()));
-    install(
-        &device,
-        NotifyUserWithRequestConfig {
-            data_cleanup: Some(recorder(&cleaned)),
-            ..config(6, 8, 4)
-        },
-    );
+    install_recording(&device, &cleaned, config(6, 8, 4));
     // The producer stores items (from a DPC) until every issuer is done.
     let issuing = Arc::new(AtomicBool::new(true));
     let producer = {
@@ -677,13 +680,7 @@ fn closing_the_handle_cancels_only_its_own_parked_requests() {
 fn an_output_buffer_too_small_for_the_data_is_refused_and_nothing_is_lost() {
     let (session, driver, device) = boot();
     let cleaned = Arc::new(Mutex::new(Vec::new()));
-    install(
-        &device,
-        NotifyUserWithRequestConfig {
-            data_cleanup: Some(recorder(&cleaned)),
-            ..config(4, 4, 8)
-        },
-    );
+    install_recording(&device, &cleaned, config(4, 4, 8));
     let file = File::open_interface(&CLASS).unwrap();
     with(|n| n.data_process(&[1, 2, 3, 4, 5, 6, 7, 8], NtStatus::SUCCESS)).unwrap();
     for (ioctl, length) in [(IOCTL_WAIT, 4), (IOCTL_ADD, 7), (IOCTL_WAIT, 0)] {
@@ -915,10 +912,10 @@ fn parked_requests_survive_d0_exit_and_entry() {
 fn closing_with_requests_parked_completes_them_cancelled_and_cleans_the_data() {
     let (session, driver, device) = boot();
     let cleaned = Arc::new(Mutex::new(Vec::new()));
-    install(
+    install_recording(
         &device,
+        &cleaned,
         NotifyUserWithRequestConfig {
-            data_cleanup: Some(recorder(&cleaned)),
             time_stamping: true,
             ..config(8, 4, 4)
         },
@@ -939,13 +936,7 @@ fn closing_with_requests_parked_completes_them_cancelled_and_cleans_the_data() {
         Err(NtStatus::INVALID_DEVICE_STATE.raw())
     );
     // Data left at close is cleaned.
-    install(
-        &device,
-        NotifyUserWithRequestConfig {
-            data_cleanup: Some(recorder(&cleaned)),
-            ..config(8, 4, 4)
-        },
-    );
+    install_recording(&device, &cleaned, config(8, 4, 4));
     data(1);
     data(2);
     uninstall();

@@ -501,9 +501,103 @@ pub mod _DEVICE_RELATION_TYPE {
 pub use self::_DEVICE_RELATION_TYPE::Type as DEVICE_RELATION_TYPE;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
-pub struct _DRIVER_OBJECT {
+pub struct _FAST_IO_DISPATCH {
     _opaque: [u8; 0],
 }
+pub type PFAST_IO_DISPATCH = *mut _FAST_IO_DISPATCH;
+pub type CSHORT = ::core::ffi::c_short;
+pub type DRIVER_ADD_DEVICE = ::core::option::Option<
+    unsafe extern "C" fn(
+        DriverObject: *mut _DRIVER_OBJECT,
+        PhysicalDeviceObject: *mut _DEVICE_OBJECT,
+    ) -> NTSTATUS,
+>;
+pub type PDRIVER_ADD_DEVICE = DRIVER_ADD_DEVICE;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _DRIVER_EXTENSION {
+    pub DriverObject: *mut _DRIVER_OBJECT,
+    pub AddDevice: PDRIVER_ADD_DEVICE,
+    pub Count: ULONG,
+    pub ServiceKeyName: UNICODE_STRING,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _DRIVER_EXTENSION"][::core::mem::size_of::<_DRIVER_EXTENSION>() - 40usize];
+    ["Alignment of _DRIVER_EXTENSION"][::core::mem::align_of::<_DRIVER_EXTENSION>() - 8usize];
+    ["Offset of field: _DRIVER_EXTENSION::ServiceKeyName"]
+        [::core::mem::offset_of!(_DRIVER_EXTENSION, ServiceKeyName) - 24usize];
+};
+impl Default for _DRIVER_EXTENSION {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type DRIVER_EXTENSION = _DRIVER_EXTENSION;
+pub type PDRIVER_EXTENSION = *mut _DRIVER_EXTENSION;
+pub type DRIVER_INITIALIZE = ::core::option::Option<
+    unsafe extern "C" fn(
+        DriverObject: *mut _DRIVER_OBJECT,
+        RegistryPath: PUNICODE_STRING,
+    ) -> NTSTATUS,
+>;
+pub type PDRIVER_INITIALIZE = DRIVER_INITIALIZE;
+pub type DRIVER_STARTIO =
+    ::core::option::Option<unsafe extern "C" fn(DeviceObject: *mut _DEVICE_OBJECT, Irp: *mut _IRP)>;
+pub type PDRIVER_STARTIO = DRIVER_STARTIO;
+pub type DRIVER_UNLOAD =
+    ::core::option::Option<unsafe extern "C" fn(DriverObject: *mut _DRIVER_OBJECT)>;
+pub type PDRIVER_UNLOAD = DRIVER_UNLOAD;
+pub type DRIVER_DISPATCH = ::core::option::Option<
+    unsafe extern "C" fn(DeviceObject: *mut _DEVICE_OBJECT, Irp: *mut _IRP) -> NTSTATUS,
+>;
+pub type PDRIVER_DISPATCH = DRIVER_DISPATCH;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _DRIVER_OBJECT {
+    pub Type: CSHORT,
+    pub Size: CSHORT,
+    pub DeviceObject: PDEVICE_OBJECT,
+    pub Flags: ULONG,
+    pub DriverStart: PVOID,
+    pub DriverSize: ULONG,
+    pub DriverSection: PVOID,
+    pub DriverExtension: PDRIVER_EXTENSION,
+    pub DriverName: UNICODE_STRING,
+    pub HardwareDatabase: PUNICODE_STRING,
+    pub FastIoDispatch: *mut _FAST_IO_DISPATCH,
+    pub DriverInit: PDRIVER_INITIALIZE,
+    pub DriverStartIo: PDRIVER_STARTIO,
+    pub DriverUnload: PDRIVER_UNLOAD,
+    pub MajorFunction: [PDRIVER_DISPATCH; 28usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _DRIVER_OBJECT"][::core::mem::size_of::<_DRIVER_OBJECT>() - 336usize];
+    ["Alignment of _DRIVER_OBJECT"][::core::mem::align_of::<_DRIVER_OBJECT>() - 8usize];
+    ["Offset of field: _DRIVER_OBJECT::DriverExtension"]
+        [::core::mem::offset_of!(_DRIVER_OBJECT, DriverExtension) - 48usize];
+    ["Offset of field: _DRIVER_OBJECT::DriverName"]
+        [::core::mem::offset_of!(_DRIVER_OBJECT, DriverName) - 56usize];
+    ["Offset of field: _DRIVER_OBJECT::DriverUnload"]
+        [::core::mem::offset_of!(_DRIVER_OBJECT, DriverUnload) - 104usize];
+    ["Offset of field: _DRIVER_OBJECT::MajorFunction"]
+        [::core::mem::offset_of!(_DRIVER_OBJECT, MajorFunction) - 112usize];
+};
+impl Default for _DRIVER_OBJECT {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type DRIVER_OBJECT = _DRIVER_OBJECT;
 pub type PDRIVER_OBJECT = *mut _DRIVER_OBJECT;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -1277,6 +1371,24 @@ pub struct _WDF_DRIVER_CONFIG {
 }
 pub type WDF_DRIVER_CONFIG = _WDF_DRIVER_CONFIG;
 pub type PWDF_DRIVER_CONFIG = *mut _WDF_DRIVER_CONFIG;
+pub type PFN_WDFVERIFIERDBGBREAKPOINT =
+    ::core::option::Option<unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS)>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _WDF_DRIVER_VERSION_AVAILABLE_PARAMS {
+    pub Size: ULONG,
+    pub MajorVersion: ULONG,
+    pub MinorVersion: ULONG,
+}
+pub type WDF_DRIVER_VERSION_AVAILABLE_PARAMS = _WDF_DRIVER_VERSION_AVAILABLE_PARAMS;
+pub type PWDF_DRIVER_VERSION_AVAILABLE_PARAMS = *mut _WDF_DRIVER_VERSION_AVAILABLE_PARAMS;
+pub type PFN_WDFDRIVERISVERSIONAVAILABLE = ::core::option::Option<
+    unsafe extern "C" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Driver: WDFDRIVER,
+        VersionAvailableParams: PWDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+    ) -> BOOLEAN,
+>;
 pub type PFN_WDFDRIVERCREATE = ::core::option::Option<
     unsafe extern "C" fn(
         DriverGlobals: PWDF_DRIVER_GLOBALS,

@@ -20,6 +20,12 @@ use wdk_sys::sim::user::File;
 use wdk_sys::sim::{Session, verifier::rules};
 use wdk_sys::*;
 
+mod common;
+
+use common::{
+    create_driver, create_target, device_create, driver_config, open_by_name_with, reuse, state,
+};
+
 static FORWARD_TARGET: AtomicUsize = AtomicUsize::new(0);
 static SEQUENTIAL: AtomicUsize = AtomicUsize::new(0);
 static PRESENTED: AtomicUsize = AtomicUsize::new(0);
@@ -67,15 +73,7 @@ unsafe extern "C" fn canceled_on_queue(_queue: WDFQUEUE, request: WDFREQUEST) {
 }
 
 unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     if status < 0 {
         return status;
     }
@@ -128,21 +126,8 @@ unsafe extern "C" fn driver_entry(
     driver_object: PDRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
+    let mut config = driver_config(Some(device_add));
+    unsafe { create_driver(driver_object, registry_path, &mut config) }
 }
 
 fn reset() {
@@ -168,38 +153,9 @@ fn boot() -> (Driver, Device) {
 }
 
 fn open_target(device: WDFDEVICE, name: &str, params: WDF_IO_TARGET_OPEN_PARAMS) -> WDFIOTARGET {
-    let mut target: WDFIOTARGET = core::ptr::null_mut();
-    assert_eq!(
-        unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfIoTargetCreate,
-                device,
-                WDF_NO_OBJECT_ATTRIBUTES,
-                &raw mut target
-            )
-        },
-        STATUS_SUCCESS
-    );
-    let wide: Vec<u16> = name.encode_utf16().collect();
-    let mut params = WDF_IO_TARGET_OPEN_PARAMS {
-        Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
-        Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
-        TargetDeviceName: UNICODE_STRING {
-            Length: (wide.len() * 2) as u16,
-            MaximumLength: (wide.len() * 2) as u16,
-            Buffer: wide.as_ptr().cast_mut(),
-        },
-        ..params
-    };
-    assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target, &raw mut params) },
-        STATUS_SUCCESS
-    );
+    let target = create_target(device);
+    assert_eq!(open_by_name_with(target, name, params), STATUS_SUCCESS);
     target
-}
-
-fn state(target: WDFIOTARGET) -> WDF_IO_TARGET_STATE {
-    unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetGetState, target) }
 }
 
 static COMPLETIONS: AtomicUsize = AtomicUsize::new(0);
@@ -272,18 +228,6 @@ fn new_request(target: WDFIOTARGET) -> WDFREQUEST {
         STATUS_SUCCESS
     );
     request
-}
-
-fn reuse(request: WDFREQUEST) {
-    let mut params = WDF_REQUEST_REUSE_PARAMS {
-        Size: size_of::<WDF_REQUEST_REUSE_PARAMS>() as u32,
-        Status: STATUS_SUCCESS,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestReuse, request, &raw mut params) },
-        STATUS_SUCCESS
-    );
 }
 
 #[test]

@@ -18,40 +18,11 @@ use wdk_sys::sim::target::{MajorFunction, ProgrammableTarget, Response};
 use wdk_sys::sim::{Session, verifier::rules};
 use wdk_sys::*;
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init and a valid out pointer.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    }
-}
+mod common;
 
-unsafe extern "C" fn driver_entry(
-    driver_object: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
-    // SAFETY: arguments as DriverEntry received them.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
-}
+use common::{
+    create_memory, create_request, create_target, delete, driver_entry, open_by_name, reuse, state,
+};
 
 struct Host {
     driver: Option<Driver>,
@@ -74,32 +45,8 @@ impl Host {
     }
 
     fn open(&self, name: &str) -> WDFIOTARGET {
-        let mut target: WDFIOTARGET = core::ptr::null_mut();
-        // SAFETY: valid device and out pointer.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfIoTargetCreate,
-                self.device(),
-                WDF_NO_OBJECT_ATTRIBUTES,
-                &raw mut target
-            )
-        };
-        assert_eq!(status, STATUS_SUCCESS);
-        let wide: Vec<u16> = name.encode_utf16().collect();
-        let mut params = WDF_IO_TARGET_OPEN_PARAMS {
-            Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
-            Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
-            TargetDeviceName: UNICODE_STRING {
-                Length: (wide.len() * 2) as u16,
-                MaximumLength: (wide.len() * 2) as u16,
-                Buffer: wide.as_ptr().cast_mut(),
-            },
-            DesiredAccess: GENERIC_READ | GENERIC_WRITE,
-            ..Default::default()
-        };
-        // SAFETY: valid target and params.
-        let status =
-            unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target, &raw mut params) };
+        let target = create_target(self.device());
+        let status = open_by_name(target, name);
         assert_eq!(status, STATUS_SUCCESS, "open {name}");
         target
     }
@@ -108,50 +55,6 @@ impl Host {
         self.device.take().unwrap().remove();
         self.driver.take().unwrap().unload();
     }
-}
-
-fn state(target: WDFIOTARGET) -> WDF_IO_TARGET_STATE {
-    // SAFETY: a valid target.
-    unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetGetState, target) }
-}
-
-fn create_request(target: WDFIOTARGET) -> WDFREQUEST {
-    let mut request: WDFREQUEST = core::ptr::null_mut();
-    // SAFETY: valid out pointer.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfRequestCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            target,
-            &raw mut request
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    request
-}
-
-fn create_memory(length: usize) -> (WDFMEMORY, *mut u8) {
-    let mut memory: WDFMEMORY = core::ptr::null_mut();
-    let mut buffer: PVOID = core::ptr::null_mut();
-    // SAFETY: valid out pointers.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfMemoryCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            _POOL_TYPE::NonPagedPoolNx,
-            0,
-            length,
-            &raw mut memory,
-            &raw mut buffer
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    (memory, buffer.cast())
-}
-
-fn delete(object: WDFOBJECT) {
-    // SAFETY: the caller owns the object.
-    unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, object) };
 }
 
 /// What completion routines record.
@@ -250,19 +153,6 @@ fn send_ioctl(
         .map_or(core::ptr::null_mut(), core::ptr::from_mut);
     // SAFETY: valid handles and options.
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestSend, request, target, options_ptr) != 0 }
-}
-
-fn reuse(request: WDFREQUEST) {
-    let mut params = WDF_REQUEST_REUSE_PARAMS {
-        Size: size_of::<WDF_REQUEST_REUSE_PARAMS>() as u32,
-        Status: STATUS_SUCCESS,
-        ..Default::default()
-    };
-    // SAFETY: a valid request and params.
-    assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestReuse, request, &raw mut params) },
-        STATUS_SUCCESS
-    );
 }
 
 /// KMDF runs a completion routine in the context that completed the request

@@ -25,6 +25,13 @@ use wdk_sys::sim::target::{ProgrammableTarget, Response};
 use wdk_sys::sim::{Session, completion, verifier::rules};
 use wdk_sys::*;
 
+mod common;
+
+use common::{
+    create_driver, create_memory, create_request, create_spin_lock, create_target, delete,
+    device_create, driver_config, open_by_name, reuse,
+};
+
 // ---------------------------------------------------------------------------------------------
 // A driver whose devices are both the target (a queue behind a symbolic link) and the sender.
 
@@ -172,15 +179,7 @@ unsafe extern "C" fn on_device_control(
 }
 
 unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     if status < 0 {
         return status;
     }
@@ -261,21 +260,8 @@ unsafe extern "C" fn driver_entry(
     driver_object: PDRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
+    let mut config = driver_config(Some(device_add));
+    unsafe { create_driver(driver_object, registry_path, &mut config) }
 }
 
 /// One driver with a target device (its queue behind `link`) and a host device that sends.
@@ -308,30 +294,8 @@ impl Rig {
     }
 
     fn open(&self, name: &str) -> Result<WDFIOTARGET, NTSTATUS> {
-        let mut target: WDFIOTARGET = core::ptr::null_mut();
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfIoTargetCreate,
-                self.host.as_ref().unwrap().handle(),
-                WDF_NO_OBJECT_ATTRIBUTES,
-                &raw mut target
-            )
-        };
-        assert_eq!(status, STATUS_SUCCESS);
-        let wide: Vec<u16> = name.encode_utf16().collect();
-        let mut params = WDF_IO_TARGET_OPEN_PARAMS {
-            Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
-            Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
-            TargetDeviceName: UNICODE_STRING {
-                Length: (wide.len() * 2) as u16,
-                MaximumLength: (wide.len() * 2) as u16,
-                Buffer: wide.as_ptr().cast_mut(),
-            },
-            DesiredAccess: GENERIC_READ | GENERIC_WRITE,
-            ..Default::default()
-        };
-        let status =
-            unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target, &raw mut params) };
+        let target = create_target(self.host.as_ref().unwrap().handle());
+        let status = open_by_name(target, name);
         if status < 0 {
             delete(target.cast());
             return Err(status);
@@ -344,55 +308,6 @@ impl Rig {
         self.target_device.take().unwrap().remove();
         self.driver.take().unwrap().unload();
     }
-}
-
-fn delete(object: WDFOBJECT) {
-    unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, object) };
-}
-
-fn create_request(target: WDFIOTARGET) -> WDFREQUEST {
-    let mut request: WDFREQUEST = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfRequestCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            target,
-            &raw mut request
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    request
-}
-
-fn create_memory(length: usize) -> (WDFMEMORY, *mut u8) {
-    let mut memory: WDFMEMORY = core::ptr::null_mut();
-    let mut buffer: PVOID = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfMemoryCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            _POOL_TYPE::NonPagedPoolNx,
-            0,
-            length,
-            &raw mut memory,
-            &raw mut buffer
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    (memory, buffer.cast())
-}
-
-fn create_spin_lock() -> WDFSPINLOCK {
-    let mut lock: WDFSPINLOCK = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfSpinLockCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut lock
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    lock
 }
 
 /// `CTL_CODE(FILE_DEVICE_UNKNOWN, 0x801, METHOD_BUFFERED, FILE_ANY_ACCESS)`.
@@ -477,18 +392,6 @@ fn send(request: WDFREQUEST, target: WDFIOTARGET, flags: u32) -> bool {
         call_unsafe_wdf_function_binding!(WdfRequestSend, request, target, &raw mut options)
     };
     sent != 0
-}
-
-fn reuse(request: WDFREQUEST) {
-    let mut params = WDF_REQUEST_REUSE_PARAMS {
-        Size: size_of::<WDF_REQUEST_REUSE_PARAMS>() as u32,
-        Status: STATUS_SUCCESS,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestReuse, request, &raw mut params) },
-        STATUS_SUCCESS
-    );
 }
 
 fn wait_until(what: &str, done: impl Fn() -> bool) {

@@ -22,6 +22,13 @@ use wdk_sys::sim::target::{ProgrammableTarget, Response};
 use wdk_sys::sim::{self, Session, verifier::rules};
 use wdk_sys::*;
 
+mod common;
+
+use common::{
+    create_driver, create_memory, create_request, create_target, delete, driver_config,
+    open_by_name, state,
+};
+
 /// `STATUS_WDF_DEVICE_REMOVED_NOT_SENT` (wdfstatus.h). wdk-sys 0.5 does not export the
 /// wdfstatus.h statuses (bindgen cannot evaluate their `((NTSTATUS)0xC0200206L)` casts and
 /// wdk-sys hand-writes only ntstatus.h's), so driver code defines it, as here.
@@ -52,20 +59,12 @@ fn read_wide(text: PWSTR) -> Vec<u16> {
     units
 }
 
-unsafe extern "C" fn device_add(driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
+unsafe extern "C" fn device_add(driver: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
     // SAFETY: a valid driver handle, at PASSIVE_LEVEL.
     let path = unsafe { call_unsafe_wdf_function_binding!(WdfDriverGetRegistryPath, driver) };
     *ADD_PATH.lock().unwrap() = read_wide(path);
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init and a valid out pointer.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    }
+    // SAFETY: the framework's init, passed on.
+    unsafe { common::device_add(driver, init) }
 }
 
 unsafe extern "C" fn driver_entry(
@@ -77,22 +76,9 @@ unsafe extern "C" fn driver_entry(
     // SAFETY: the buffer holds `Length` bytes.
     let units = unsafe { core::slice::from_raw_parts(path.Buffer, usize::from(path.Length) / 2) };
     *ENTRY_PATH.lock().unwrap() = units.to_vec();
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
+    let mut config = driver_config(Some(device_add));
     // SAFETY: arguments as DriverEntry received them.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
+    unsafe { create_driver(driver_object, registry_path, &mut config) }
 }
 
 struct Host {
@@ -121,18 +107,7 @@ impl Host {
     }
 
     fn create_target(&self, device: usize) -> WDFIOTARGET {
-        let mut target: WDFIOTARGET = core::ptr::null_mut();
-        // SAFETY: valid device and out pointer.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfIoTargetCreate,
-                self.device(device),
-                WDF_NO_OBJECT_ATTRIBUTES,
-                &raw mut target
-            )
-        };
-        assert_eq!(status, STATUS_SUCCESS);
-        target
+        create_target(self.device(device))
     }
 
     fn open(&self, device: usize, name: &str) -> WDFIOTARGET {
@@ -153,28 +128,6 @@ impl Host {
     }
 }
 
-fn open_by_name(target: WDFIOTARGET, name: &str) -> NTSTATUS {
-    let wide: Vec<u16> = name.encode_utf16().collect();
-    let mut params = WDF_IO_TARGET_OPEN_PARAMS {
-        Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
-        Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
-        TargetDeviceName: UNICODE_STRING {
-            Length: (wide.len() * 2) as u16,
-            MaximumLength: (wide.len() * 2) as u16,
-            Buffer: wide.as_ptr().cast_mut(),
-        },
-        DesiredAccess: GENERIC_READ | GENERIC_WRITE,
-        ..Default::default()
-    };
-    // SAFETY: valid target and params.
-    unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target, &raw mut params) }
-}
-
-fn state(target: WDFIOTARGET) -> WDF_IO_TARGET_STATE {
-    // SAFETY: a valid target.
-    unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetGetState, target) }
-}
-
 fn stop(target: WDFIOTARGET, action: WDF_IO_TARGET_SENT_IO_ACTION) {
     // SAFETY: a valid target.
     unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetStop, target, action) };
@@ -183,45 +136,6 @@ fn stop(target: WDFIOTARGET, action: WDF_IO_TARGET_SENT_IO_ACTION) {
 fn start(target: WDFIOTARGET) -> NTSTATUS {
     // SAFETY: a valid target.
     unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetStart, target) }
-}
-
-fn create_request(target: WDFIOTARGET) -> WDFREQUEST {
-    let mut request: WDFREQUEST = core::ptr::null_mut();
-    // SAFETY: valid out pointer.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfRequestCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            target,
-            &raw mut request
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    request
-}
-
-fn create_memory(length: usize) -> (WDFMEMORY, *mut u8) {
-    let mut memory: WDFMEMORY = core::ptr::null_mut();
-    let mut buffer: PVOID = core::ptr::null_mut();
-    // SAFETY: valid out pointers.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfMemoryCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            _POOL_TYPE::NonPagedPoolNx,
-            0,
-            length,
-            &raw mut memory,
-            &raw mut buffer
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    (memory, buffer.cast())
-}
-
-fn delete(object: WDFOBJECT) {
-    // SAFETY: the caller owns the object.
-    unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, object) };
 }
 
 /// What one request's completion routine saw.
@@ -1005,7 +919,12 @@ fn call_unimplemented() -> (NTSTATUS, WDFDEVICE) {
         unsafe { call_unsafe_wdf_function_binding!(WdfFileObjectGetDevice, core::ptr::null_mut()) };
     // SAFETY: as above (no return value).
     unsafe {
-        call_unsafe_wdf_function_binding!(WdfDeviceInitSetExclusive, core::ptr::null_mut(), 1);
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetFileObjectConfig,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut()
+        );
     }
     (status, device)
 }
@@ -1027,7 +946,7 @@ fn an_unimplemented_wdf_function_is_reported_by_name_and_returns_a_failure() {
         [
             (rules::NOT_SIMULATED, "WdfIoQueueFindRequest"),
             (rules::NOT_SIMULATED, "WdfFileObjectGetDevice"),
-            (rules::NOT_SIMULATED, "WdfDeviceInitSetExclusive"),
+            (rules::NOT_SIMULATED, "WdfDeviceInitSetFileObjectConfig"),
         ]
     );
     assert!(
@@ -1052,7 +971,10 @@ fn a_session_that_calls_an_unimplemented_function_fails_naming_it() {
         message.contains("WdfIoQueueFindRequest is not simulated"),
         "{message}"
     );
-    assert!(message.contains("WdfDeviceInitSetExclusive"), "{message}");
+    assert!(
+        message.contains("WdfDeviceInitSetFileObjectConfig"),
+        "{message}"
+    );
     // The next session starts clean.
     let session = Session::begin();
     session.end();

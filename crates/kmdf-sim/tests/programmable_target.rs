@@ -30,40 +30,11 @@ const PASSIVE: KIRQL = PASSIVE_LEVEL as KIRQL;
 const DISPATCH: KIRQL = DISPATCH_LEVEL as KIRQL;
 const WAIT: Duration = Duration::from_secs(10);
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init and a valid out pointer.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    }
-}
+mod common;
 
-unsafe extern "C" fn driver_entry(
-    driver_object: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
-        ..Default::default()
-    };
-    // SAFETY: arguments as DriverEntry received them.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
-}
+use common::{
+    create_memory, create_request, create_target, delete, driver_entry, open_by_name, reuse,
+};
 
 /// A session, a started device of a test driver, and an I/O target opened on a programmable
 /// target, with one request and an output buffer.
@@ -83,49 +54,11 @@ impl Bench {
         let driver = Driver::load(driver_entry).expect("driver loads");
         let sim_device = driver.add_device().expect("device added");
         sim_device.start().expect("device starts");
-        let mut target: WDFIOTARGET = core::ptr::null_mut();
-        // SAFETY: valid device and out pointer.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfIoTargetCreate,
-                sim_device.handle(),
-                WDF_NO_OBJECT_ATTRIBUTES,
-                &raw mut target
-            )
-        };
-        assert_eq!(status, STATUS_SUCCESS);
-        let wide: Vec<u16> = device.symbolic_link().encode_utf16().collect();
-        let mut params = WDF_IO_TARGET_OPEN_PARAMS {
-            Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
-            Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
-            TargetDeviceName: UNICODE_STRING {
-                Length: (wide.len() * 2) as u16,
-                MaximumLength: (wide.len() * 2) as u16,
-                Buffer: wide.as_ptr().cast_mut(),
-            },
-            DesiredAccess: GENERIC_READ | GENERIC_WRITE,
-            ..Default::default()
-        };
-        // SAFETY: valid target and params.
-        let status =
-            unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target, &raw mut params) };
+        let target = create_target(sim_device.handle());
+        let status = open_by_name(target, device.symbolic_link());
         assert_eq!(status, STATUS_SUCCESS);
         let request = create_request(target);
-        let mut output: WDFMEMORY = core::ptr::null_mut();
-        let mut buffer: PVOID = core::ptr::null_mut();
-        // SAFETY: valid out pointers.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfMemoryCreate,
-                WDF_NO_OBJECT_ATTRIBUTES,
-                _POOL_TYPE::NonPagedPoolNx,
-                0,
-                8,
-                &raw mut output,
-                &raw mut buffer
-            )
-        };
-        assert_eq!(status, STATUS_SUCCESS);
+        let (output, output_buffer) = create_memory(8);
         Self {
             session: None,
             driver: Some(driver),
@@ -133,7 +66,7 @@ impl Bench {
             target,
             request,
             output,
-            output_buffer: buffer.cast(),
+            output_buffer,
         }
     }
 
@@ -202,39 +135,6 @@ impl Bench {
             session.end();
         }
     }
-}
-
-fn create_request(target: WDFIOTARGET) -> WDFREQUEST {
-    let mut request: WDFREQUEST = core::ptr::null_mut();
-    // SAFETY: valid out pointer.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfRequestCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            target,
-            &raw mut request
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    request
-}
-
-fn delete(object: WDFOBJECT) {
-    // SAFETY: the caller owns the object.
-    unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, object) };
-}
-
-fn reuse(request: WDFREQUEST) {
-    let mut params = WDF_REQUEST_REUSE_PARAMS {
-        Size: size_of::<WDF_REQUEST_REUSE_PARAMS>() as u32,
-        Status: STATUS_SUCCESS,
-        ..Default::default()
-    };
-    // SAFETY: a valid request and params.
-    assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestReuse, request, &raw mut params) },
-        STATUS_SUCCESS
-    );
 }
 
 fn status_of(request: WDFREQUEST) -> NTSTATUS {

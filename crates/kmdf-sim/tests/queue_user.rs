@@ -19,6 +19,10 @@ use wdk_sys::sim::user::File;
 use wdk_sys::sim::{Session, verifier::rules};
 use wdk_sys::*;
 
+mod common;
+
+use common::{create_driver, create_target, device_create, driver_config, open_by_name_with};
+
 const CLASS: GUID = GUID {
     Data1: 0x1234_5678,
     Data2: 0x9abc,
@@ -249,15 +253,7 @@ unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -
             _WDF_DEVICE_IO_TYPE::WdfDeviceIoBuffered
         );
     };
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     if status < 0 {
         return status;
     }
@@ -326,21 +322,10 @@ unsafe extern "C" fn driver_entry(
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     let mut config = WDF_DRIVER_CONFIG {
-        Size: size_of::<WDF_DRIVER_CONFIG>() as u32,
-        EvtDriverDeviceAdd: Some(device_add),
         EvtDriverUnload: Some(unload),
-        ..Default::default()
+        ..driver_config(Some(device_add))
     };
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver_object,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
+    unsafe { create_driver(driver_object, registry_path, &mut config) }
 }
 
 fn reset() {
@@ -640,31 +625,9 @@ fn driver_to_driver_through_an_io_target_opened_on_a_device_interface() {
     let upper = driver.add_device().unwrap();
     upper.start().unwrap();
     let name = lower.names().into_iter().next().unwrap();
-    let mut target: WDFIOTARGET = core::ptr::null_mut();
+    let target = create_target(upper.handle());
     assert_eq!(
-        unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfIoTargetCreate,
-                upper.handle(),
-                WDF_NO_OBJECT_ATTRIBUTES,
-                &raw mut target
-            )
-        },
-        STATUS_SUCCESS
-    );
-    let wide: Vec<u16> = name.encode_utf16().collect();
-    let mut params = WDF_IO_TARGET_OPEN_PARAMS {
-        Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
-        Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
-        TargetDeviceName: UNICODE_STRING {
-            Length: (wide.len() * 2) as u16,
-            MaximumLength: (wide.len() * 2) as u16,
-            Buffer: wide.as_ptr().cast_mut(),
-        },
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target, &raw mut params) },
+        open_by_name_with(target, &name, WDF_IO_TARGET_OPEN_PARAMS::default()),
         STATUS_SUCCESS
     );
     let mut input = [3u8, 1, 4];
@@ -765,19 +728,12 @@ fn verifier_completing_a_request_sent_to_a_target() {
             &raw mut target
         )
     };
-    let wide: Vec<u16> = target_device.symbolic_link().encode_utf16().collect();
-    let mut params = WDF_IO_TARGET_OPEN_PARAMS {
-        Size: size_of::<WDF_IO_TARGET_OPEN_PARAMS>() as u32,
-        Type: _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName,
-        TargetDeviceName: UNICODE_STRING {
-            Length: (wide.len() * 2) as u16,
-            MaximumLength: (wide.len() * 2) as u16,
-            Buffer: wide.as_ptr().cast_mut(),
-        },
-        ..Default::default()
-    };
     assert_eq!(
-        unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target, &raw mut params) },
+        open_by_name_with(
+            target,
+            target_device.symbolic_link(),
+            WDF_IO_TARGET_OPEN_PARAMS::default()
+        ),
         STATUS_SUCCESS
     );
     let mut request: WDFREQUEST = core::ptr::null_mut();

@@ -13,25 +13,15 @@ use wdk_sys::{
     WDFWAITLOCK, call_unsafe_wdf_function_binding, ntddk,
 };
 
+mod common;
+
+use common::create_spin_lock;
+
 const DISPATCH: u8 = DISPATCH_LEVEL as u8;
 
 fn irql() -> u8 {
     // SAFETY: reads the calling thread's IRQL.
     unsafe { ntddk::KeGetCurrentIrql() }
-}
-
-fn spin_lock() -> WDFSPINLOCK {
-    let mut lock: WDFSPINLOCK = core::ptr::null_mut();
-    // SAFETY: the out pointer is a valid local.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfSpinLockCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut lock
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    lock
 }
 
 fn wait_lock() -> WDFWAITLOCK {
@@ -146,7 +136,7 @@ fn rules_of(reports: &[sim::verifier::Report]) -> Vec<&'static str> {
 #[test]
 fn spin_lock_raises_to_dispatch_and_restores_the_irql() {
     let session = Session::begin();
-    let lock = spin_lock();
+    let lock = create_spin_lock();
     acquire(lock);
     assert_eq!(irql(), DISPATCH);
     release(lock);
@@ -166,7 +156,7 @@ fn spin_lock_raises_to_dispatch_and_restores_the_irql() {
 fn spin_lock_recursive_acquire_is_reported() {
     let mut session = Session::begin();
     session.expect_violation(rules::SPIN_LOCK_MISUSE);
-    let lock = spin_lock();
+    let lock = create_spin_lock();
     acquire(lock);
     acquire(lock);
     let reports = sim::verifier::take_reports();
@@ -195,7 +185,7 @@ fn spin_lock_recursive_acquire_is_reported() {
 fn spin_lock_release_by_another_thread_is_reported() {
     let mut session = Session::begin();
     session.expect_violation(rules::SPIN_LOCK_MISUSE);
-    let lock = spin_lock();
+    let lock = create_spin_lock();
     acquire(lock);
     let raw = lock as usize;
     std::thread::spawn(move || release(raw as WDFSPINLOCK))
@@ -217,7 +207,7 @@ fn spin_lock_release_by_another_thread_is_reported() {
 fn spin_lock_held_when_a_callback_returns_is_reported() {
     let mut session = Session::begin();
     session.expect_violation(rules::SPIN_LOCK_HELD_ON_RETURN);
-    let lock = spin_lock();
+    let lock = create_spin_lock();
     sim::at_irql(PASSIVE_LEVEL as u8, || acquire(lock));
     let reports = sim::verifier::take_reports();
     assert_eq!(rules_of(&reports), [rules::SPIN_LOCK_HELD_ON_RETURN]);
@@ -229,7 +219,7 @@ fn spin_lock_held_when_a_callback_returns_is_reported() {
 #[test]
 fn spin_lock_excludes_other_threads() {
     let session = Session::begin();
-    let lock = spin_lock() as usize;
+    let lock = create_spin_lock() as usize;
     let counter = std::sync::Arc::new(std::sync::Mutex::new(0u64));
     let inside = std::sync::Arc::new(AtomicU32::new(0));
     let threads: Vec<_> = (0..4)
@@ -270,7 +260,7 @@ fn deleting_a_held_lock_is_reported() {
     delete(lock);
     let reports = sim::verifier::take_reports();
     assert_eq!(rules_of(&reports), [rules::LOCK_DELETED_WHILE_HELD]);
-    let spin = spin_lock();
+    let spin = create_spin_lock();
     sim::at_irql(DISPATCH, || {
         acquire(spin);
         delete(spin);
@@ -744,7 +734,7 @@ fn delay_waits_for_the_interval() {
 fn releasing_the_callers_spin_lock_inside_a_callback_is_reported() {
     let mut session = Session::begin();
     session.expect_violation(rules::IRQL_NOT_RESTORED);
-    let lock = spin_lock();
+    let lock = create_spin_lock();
     acquire(lock);
     assert_eq!(irql(), DISPATCH);
     // A callback that releases a lock its caller holds returns at a lower IRQL than it was

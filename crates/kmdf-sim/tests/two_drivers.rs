@@ -14,6 +14,10 @@ use wdk_sys::{
     call_unsafe_wdf_function_binding,
 };
 
+mod common;
+
+use common::{create_spin_lock, device_create};
+
 /// The spin lock each driver creates in its device-add callback, with no parent named.
 static FIRST_LOCK: AtomicUsize = AtomicUsize::new(0);
 static SECOND_LOCK: AtomicUsize = AtomicUsize::new(0);
@@ -21,49 +25,26 @@ static SECOND_LOCK: AtomicUsize = AtomicUsize::new(0);
 static SECOND_WORK_LOCK: AtomicUsize = AtomicUsize::new(0);
 static SECOND_WORK_ITEM: AtomicUsize = AtomicUsize::new(0);
 
-fn create_lock() -> WDFSPINLOCK {
-    let mut lock: WDFSPINLOCK = core::ptr::null_mut();
-    // SAFETY: the out pointer is a valid local.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfSpinLockCreate,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut lock
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    lock
-}
-
 fn create_device(init: PWDFDEVICE_INIT) -> WDFDEVICE {
     let mut init = init;
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the init comes from the simulated PnP manager; the out pointer is a valid local.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
+    let (status, device) = device_create(&mut init);
     assert_eq!(status, STATUS_SUCCESS);
     device
 }
 
 unsafe extern "C" fn first_device_add(_driver: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
     create_device(init);
-    FIRST_LOCK.store(create_lock() as usize, Ordering::SeqCst);
+    FIRST_LOCK.store(create_spin_lock() as usize, Ordering::SeqCst);
     STATUS_SUCCESS
 }
 
 unsafe extern "C" fn second_work(_item: WDFWORKITEM) {
-    SECOND_WORK_LOCK.store(create_lock() as usize, Ordering::SeqCst);
+    SECOND_WORK_LOCK.store(create_spin_lock() as usize, Ordering::SeqCst);
 }
 
 unsafe extern "C" fn second_device_add(_driver: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
     let device = create_device(init);
-    SECOND_LOCK.store(create_lock() as usize, Ordering::SeqCst);
+    SECOND_LOCK.store(create_spin_lock() as usize, Ordering::SeqCst);
     let mut config = WDF_WORKITEM_CONFIG {
         Size: size_of::<WDF_WORKITEM_CONFIG>() as u32,
         EvtWorkItemFunc: Some(second_work),

@@ -52,8 +52,10 @@ pub struct SensorSample {
     pub timestamp_100ns: u64,
     /// The reading: a temperature in thousandths of a degree Celsius.
     pub value: i32,
-    /// Zero.
-    pub reserved: u32,
+    /// The sensor's identity: a number unique to the sensor device (given when it is added,
+    /// never 0), so a client that streams from several sensors through one callback can tell
+    /// their samples apart.
+    pub sensor_id: u32,
 }
 
 impl SensorSample {
@@ -67,7 +69,7 @@ impl SensorSample {
         bytes[0..8].copy_from_slice(&self.sequence.to_ne_bytes());
         bytes[8..16].copy_from_slice(&self.timestamp_100ns.to_ne_bytes());
         bytes[16..20].copy_from_slice(&self.value.to_ne_bytes());
-        bytes[20..24].copy_from_slice(&self.reserved.to_ne_bytes());
+        bytes[20..24].copy_from_slice(&self.sensor_id.to_ne_bytes());
         bytes
     }
 
@@ -77,12 +79,12 @@ impl SensorSample {
         let bytes: &[u8; Self::SIZE] = bytes.get(..Self::SIZE)?.try_into().ok()?;
         let (sequence, rest) = bytes.split_at(8);
         let (timestamp, rest) = rest.split_at(8);
-        let (value, reserved) = rest.split_at(4);
+        let (value, sensor_id) = rest.split_at(4);
         Some(Self {
             sequence: u64::from_ne_bytes(sequence.try_into().ok()?),
             timestamp_100ns: u64::from_ne_bytes(timestamp.try_into().ok()?),
             value: i32::from_ne_bytes(value.try_into().ok()?),
-            reserved: u32::from_ne_bytes(reserved.try_into().ok()?),
+            sensor_id: u32::from_ne_bytes(sensor_id.try_into().ok()?),
         })
     }
 

@@ -5,7 +5,8 @@
 //! interface and answers, on its default queue:
 //!
 //! * [`IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE`](interface::IOCTL_DMF_SAMPLE_SENSOR_READ_SAMPLE):
-//!   one [`SensorSample`](interface::SensorSample) (sequence number, timestamp, value), or
+//!   one [`SensorSample`](interface::SensorSample) (sequence number, timestamp, value, the
+//!   sensor's identity), or
 //!   `STATUS_BUFFER_TOO_SMALL` when the output buffer cannot hold one;
 //! * [`IOCTL_DMF_SAMPLE_SENSOR_SET_LATENCY`](interface::IOCTL_DMF_SAMPLE_SENSOR_SET_LATENCY):
 //!   how long each later read takes, to stand for a slow device.
@@ -64,6 +65,9 @@ use interface::{
 
 const MODULE: &str = "DmfSampleSensor";
 
+/// The identity the next sensor device gets (unique while the driver is loaded).
+static NEXT_SENSOR_ID: AtomicU32 = AtomicU32::new(1);
+
 /// The driver's callbacks.
 #[derive(Debug)]
 pub struct SensorDriver;
@@ -79,6 +83,7 @@ impl DriverCallbacks for SensorDriver {
         config.power_managed = Some(false);
         let pending = Queue::create(device, &config)?;
         let sensor = Arc::new(Sensor {
+            id: NEXT_SENSOR_ID.fetch_add(1, Ordering::Relaxed),
             sequence: AtomicU64::new(0),
             latency_us: AtomicU32::new(0),
             pending,
@@ -113,6 +118,8 @@ struct Clock {
 
 /// One sensor's state, shared by its default queue, its device callbacks and its timer.
 struct Sensor {
+    /// The sensor's identity, stamped on its samples.
+    id: u32,
     /// Sequence number of the last sample returned.
     sequence: AtomicU64,
     /// Per-sample latency in microseconds.
@@ -134,7 +141,7 @@ impl Sensor {
             sequence,
             timestamp_100ns: interrupt_time_100ns(),
             value: SensorSample::simulated_value(sequence),
-            reserved: 0,
+            sensor_id: self.id,
         };
         match request.output_buffer(SensorSample::SIZE) {
             Ok(output) => {

@@ -51,7 +51,7 @@ fn ioctl_codes_follow_ctl_code() {
         sequence: 7,
         timestamp_100ns: 0x0102_0304_0506_0708,
         value: -3,
-        reserved: 0,
+        sensor_id: 9,
     };
     assert_eq!(SensorSample::from_bytes(&sample.to_bytes()), Some(sample));
     assert_eq!(SensorSample::from_bytes(&[0; SensorSample::SIZE - 1]), None);
@@ -71,7 +71,11 @@ fn samples_come_in_sequence_with_timestamps() {
     for (index, sample) in samples.iter().enumerate() {
         assert_eq!(sample.sequence, index as u64 + 1);
         assert_eq!(sample.value, SensorSample::simulated_value(sample.sequence));
-        assert_eq!(sample.reserved, 0);
+        assert_ne!(sample.sensor_id, 0);
+        assert_eq!(
+            sample.sensor_id, samples[0].sensor_id,
+            "one sensor, one identity"
+        );
     }
     assert!(
         samples

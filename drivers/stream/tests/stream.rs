@@ -98,7 +98,7 @@ fn the_consumed_interface_matches_the_sensor_driver() {
         sequence: 9,
         timestamp_100ns: 0x0102_0304_0506_0708,
         value: -4,
-        reserved: 0,
+        sensor_id: 0,
     };
     let ours = stream_interface::SensorSample::from_bytes(&sample.to_bytes()).unwrap();
     assert_eq!(ours.to_bytes(), sample.to_bytes());

@@ -5,9 +5,9 @@
 //! | [`buffer_pool`] | a list of fixed-size buffers with per-buffer context; source or sink, optional expiry timers |
 //! | [`buffer_queue`] | producer/consumer pair of buffer pools |
 //! | [`continuous_request_target`] | keep N requests streaming to an I/O target with pooled buffers; single requests too |
-//! | [`notify_user_with_request`] | park requests (e.g. user-mode IOCTLs) and complete them when there is something to report, with optional buffered data |
 //! | [`device_interface_multiple_target`] | open every instance of a device interface as its own target with its own streaming or request child |
 //! | [`device_interface_target`] | open the first instance of a device interface as a target, stream or send through it, follow its removal |
+//! | [`notify_user_with_request`] | park requests (e.g. user-mode IOCTLs) and complete them when there is something to report, with optional buffered data |
 //! | [`queued_work_item`] | run a callback at passive level once per enqueue, with a copied parameter block |
 //! | [`request_target`] | single requests to an I/O target: asynchronous with a completion callback and cancel token, or synchronous |
 //! | [`thread`] | a dedicated system thread with start/stop and work-ready signalling |

@@ -1,52 +1,30 @@
 //! The kernel debugger's output (`DbgPrint`): printed to stderr and kept for tests to read.
 
-use std::ffi::CStr;
 use std::sync::{Mutex, PoisonError};
-
-use crate::types::PCSTR;
 
 static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Formats a `DbgPrint` call: `%s` takes the argument, `%%` is a percent sign, anything else is
-/// copied.
+/// Where `DbgPrint` (framework/dbgprint.c) delivers each formatted line.
 ///
 /// # Safety
-/// `format` and a non-null `argument` are NUL-terminated strings.
-pub(crate) unsafe fn format(format: PCSTR, argument: PCSTR) -> String {
-    if format.is_null() {
-        return String::new();
-    }
-    // SAFETY: NUL-terminated by the caller's contract.
-    let format = unsafe { CStr::from_ptr(format) }.to_string_lossy();
-    let argument = if argument.is_null() {
-        String::new()
+/// `text` points at `length` readable bytes.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn kmdf_sim_debug_print(text: *const core::ffi::c_char, length: usize) {
+    let bytes = if text.is_null() || length == 0 {
+        &[][..]
     } else {
-        // SAFETY: NUL-terminated by the caller's contract.
-        unsafe { CStr::from_ptr(argument) }
-            .to_string_lossy()
-            .into_owned()
+        // SAFETY: `length` readable bytes at `text`, by the caller's contract.
+        unsafe { core::slice::from_raw_parts(text.cast::<u8>(), length) }
     };
-    let mut out = String::new();
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('s') => out.push_str(&argument),
-            Some('%') | None => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-        }
-    }
-    out
+    super::driver_heap::framework_code(|| emit(&String::from_utf8_lossy(bytes)));
 }
 
 /// Prints and keeps one line of debug output.
 pub(crate) fn emit(text: &str) {
+    super::driver_heap::framework_code(|| keep(text));
+}
+
+fn keep(text: &str) {
     if std::env::var_os("KMDF_SIM_QUIET").is_none() {
         eprint!("{text}");
     }

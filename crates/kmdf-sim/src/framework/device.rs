@@ -20,6 +20,11 @@ use crate::types::{
     WDF_DEVICE_IO_TYPE, WDF_DRIVER_CONFIG, WDF_PNPPOWER_EVENT_CALLBACKS, WDFDEVICE, WDFDRIVER,
     WDFIOTARGET, WDFQUEUE,
 };
+use crate::types::{
+    _WDF_DRIVER_INIT_FLAGS::{WdfDriverInitNoDispatchOverride, WdfDriverInitNonPnpDriver},
+    BOOLEAN, PIRP, PWDF_DRIVER_VERSION_AVAILABLE_PARAMS, ULONG,
+    WDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+};
 
 /// KMDF type name of driver objects.
 pub(crate) const DRIVER_KIND: &str = "WDFDRIVER";
@@ -35,6 +40,9 @@ pub(crate) struct Driver {
     registry_path: Box<[u16]>,
     pub(crate) device_add: PFN_WDF_DRIVER_DEVICE_ADD,
     pub(crate) unload: PFN_WDF_DRIVER_UNLOAD,
+    /// False with `WdfDriverInitNoDispatchOverride`: the driver keeps its own dispatch table and
+    /// unload routine, and KMDF's unload runs only when the driver asks for it.
+    pub(crate) owns_dispatch: bool,
 }
 
 impl Payload for Driver {
@@ -221,11 +229,15 @@ unsafe extern "C" fn wdf_driver_create(
     };
     let mut path = units(registry_path);
     path.push(0);
+    // `FxDriver::Initialize`: the callbacks are kept only when KMDF owns the dispatch table.
+    let owns_dispatch =
+        config.DriverInitFlags & WdfDriverInitNoDispatchOverride.cast_unsigned() == 0;
     let payload = Driver {
         wdm: driver_object as usize,
         registry_path: path.into_boxed_slice(),
-        device_add: config.EvtDriverDeviceAdd,
-        unload: config.EvtDriverUnload,
+        device_add: config.EvtDriverDeviceAdd.filter(|_| owns_dispatch),
+        unload: config.EvtDriverUnload.filter(|_| owns_dispatch),
+        owns_dispatch,
     };
     match object::create(DRIVER_KIND, &attributes, 0, Box::new(payload)) {
         Ok(handle) => {
@@ -234,6 +246,10 @@ unsafe extern "C" fn wdf_driver_create(
             }
             object::enter_driver(handle);
             crate::sim::pnp::driver_created(driver_object as usize, handle);
+            if owns_dispatch {
+                // SAFETY: `driver_object` is the live DRIVER_OBJECT DriverEntry received.
+                unsafe { take_over_driver_object(driver_object, &config) };
+            }
             if !driver.is_null() {
                 // SAFETY: a non-null out pointer is writable by the API contract.
                 unsafe { driver.write(object::handle_ptr(handle)) };
@@ -242,6 +258,109 @@ unsafe extern "C" fn wdf_driver_create(
         }
         Err(status) => status,
     }
+}
+
+/// What `FxDriver::Initialize` does to the WDM driver object when KMDF owns its dispatch table:
+/// every `MajorFunction` entry and `DriverExtension->AddDevice` become the framework's, and
+/// `DriverUnload` becomes the framework's unload routine (which calls `EvtDriverUnload`), for a
+/// non-`PnP` driver only if it has an `EvtDriverUnload`. A `DriverUnload` the driver stored before
+/// `WdfDriverCreate` is overwritten and never called.
+///
+/// # Safety
+/// `driver_object` points at a live, writable `DRIVER_OBJECT`.
+unsafe fn take_over_driver_object(driver_object: PDRIVER_OBJECT, config: &WDF_DRIVER_CONFIG) {
+    // SAFETY: live and writable by the caller's contract; no other reference to it is in use.
+    let wdm = unsafe { &mut *driver_object };
+    let non_pnp = config.DriverInitFlags & WdfDriverInitNonPnpDriver.cast_unsigned() != 0;
+    if !wdm.DriverExtension.is_null() {
+        // SAFETY: a non-null DriverExtension of a live driver object is valid and writable.
+        unsafe {
+            (*wdm.DriverExtension).AddDevice = if non_pnp {
+                None
+            } else {
+                Some(framework_add_device)
+            };
+        }
+    }
+    wdm.DriverUnload = if non_pnp && config.EvtDriverUnload.is_none() {
+        None
+    } else {
+        Some(crate::sim::pnp::framework_unload)
+    };
+    wdm.MajorFunction = [Some(framework_dispatch); 28];
+}
+
+/// KMDF's `AddDevice` routine as the driver object shows it. The simulated `PnP` manager adds
+/// devices through the `WDFDRIVER` directly; a driver calling this itself is reported.
+unsafe extern "C" fn framework_add_device(
+    _driver_object: PDRIVER_OBJECT,
+    _physical_device_object: PDEVICE_OBJECT,
+) -> NTSTATUS {
+    super::driver_heap::framework_code(|| {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            "AddDevice",
+            "only the PnP manager calls a driver's AddDevice routine".to_string(),
+        );
+    });
+    STATUS_INVALID_DEVICE_REQUEST
+}
+
+/// KMDF's IRP dispatch routine as the driver object shows it. The simulated I/O manager
+/// delivers I/O to devices itself; a driver calling this is reported.
+unsafe extern "C" fn framework_dispatch(_device: PDEVICE_OBJECT, _irp: PIRP) -> NTSTATUS {
+    super::driver_heap::framework_code(|| {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            "IRP_MJ dispatch",
+            "only the I/O manager calls a driver's dispatch routines".to_string(),
+        );
+    });
+    STATUS_INVALID_DEVICE_REQUEST
+}
+
+/// `WdfVerifierDbgBreakPoint`: KMDF breaks into an attached kernel debugger when the verifier
+/// asks it to; the simulation has no debugger, so it notes the break point in the debug output
+/// and returns.
+unsafe extern "C" fn wdf_verifier_dbg_break_point(_globals: PWDF_DRIVER_GLOBALS) {
+    super::debug_output::emit("WdfVerifierDbgBreakPoint: break point (no debugger attached)\n");
+}
+
+/// `WdfDriverIsVersionAvailable`: whether the framework is at least the version asked for. The
+/// simulation is KMDF 1.33.
+unsafe extern "C" fn wdf_driver_is_version_available(
+    _globals: PWDF_DRIVER_GLOBALS,
+    driver: WDFDRIVER,
+    params: PWDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+) -> BOOLEAN {
+    const API: &str = "WdfDriverIsVersionAvailable";
+    if !irql::require_passive(API)
+        || object::lookup_payload::<Driver>(object::handle_of(driver), DRIVER_KIND, API).is_none()
+    {
+        return 0;
+    }
+    if params.is_null() {
+        verifier::report(
+            rules::INVALID_ARGUMENT,
+            API,
+            "null VersionAvailableParams".to_string(),
+        );
+        return 0;
+    }
+    // SAFETY: non-null, a valid WDF_DRIVER_VERSION_AVAILABLE_PARAMS by the API contract.
+    let params: WDF_DRIVER_VERSION_AVAILABLE_PARAMS = unsafe { params.read() };
+    if params.Size as usize != size_of::<WDF_DRIVER_VERSION_AVAILABLE_PARAMS>() {
+        verifier::report(
+            rules::BAD_STRUCTURE_SIZE,
+            API,
+            format!(
+                "WDF_DRIVER_VERSION_AVAILABLE_PARAMS.Size is {}",
+                params.Size
+            ),
+        );
+        return 0;
+    }
+    BOOLEAN::from((params.MajorVersion, params.MinorVersion) <= (1, 33))
 }
 
 /// The registry path `DriverEntry` received (`WdfDriverGetRegistryPath`: `PASSIVE_LEVEL` only,
@@ -323,6 +442,26 @@ unsafe extern "C" fn wdf_device_init_set_io_type(
     if let Some(init) = init_of(init, "WdfDeviceInitSetIoType") {
         init.io_type = io_type;
     }
+}
+
+/// `WdfDeviceInitSetExclusive`: accepted and not recorded (the simulation opens devices by
+/// interface or link name without share checks).
+unsafe extern "C" fn wdf_device_init_set_exclusive(
+    _globals: PWDF_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    _is_exclusive: BOOLEAN,
+) {
+    let _ = init_of(init, "WdfDeviceInitSetExclusive");
+}
+
+/// `WdfDeviceInitSetDeviceType`: accepted and not recorded (there is no WDM device object whose
+/// type would matter).
+unsafe extern "C" fn wdf_device_init_set_device_type(
+    _globals: PWDF_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    _device_type: ULONG,
+) {
+    let _ = init_of(init, "WdfDeviceInitSetDeviceType");
 }
 
 unsafe extern "C" fn wdf_device_create(
@@ -523,6 +662,26 @@ unsafe extern "C" fn wdf_device_get_default_queue(
 }
 
 pub(crate) const ENTRIES: &[Entry] = &[
+    wdf_entry!(
+        WdfDriverIsVersionAvailableTableIndex,
+        PFN_WDFDRIVERISVERSIONAVAILABLE,
+        wdf_driver_is_version_available
+    ),
+    wdf_entry!(
+        WdfDeviceInitSetExclusiveTableIndex,
+        PFN_WDFDEVICEINITSETEXCLUSIVE,
+        wdf_device_init_set_exclusive
+    ),
+    wdf_entry!(
+        WdfDeviceInitSetDeviceTypeTableIndex,
+        PFN_WDFDEVICEINITSETDEVICETYPE,
+        wdf_device_init_set_device_type
+    ),
+    wdf_entry!(
+        WdfVerifierDbgBreakPointTableIndex,
+        PFN_WDFVERIFIERDBGBREAKPOINT,
+        wdf_verifier_dbg_break_point
+    ),
     wdf_entry!(
         WdfDriverCreateTableIndex,
         PFN_WDFDRIVERCREATE,

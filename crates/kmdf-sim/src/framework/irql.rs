@@ -73,7 +73,7 @@ pub(crate) fn require_at_most(level: KIRQL, api: &str) -> bool {
 pub(crate) fn run_callback<R>(level: KIRQL, callback: &str, f: impl FnOnce() -> R) -> R {
     let previous = set(level);
     let held_before = spin_locks_held();
-    let result = f();
+    let result = super::driver_heap::driver_code(f);
     let held_after = spin_locks_held();
     let level_after = current();
     if held_after > held_before {

@@ -5,6 +5,7 @@ pub(crate) mod collection;
 pub(crate) mod completion;
 pub(crate) mod debug_output;
 pub(crate) mod device;
+pub(crate) mod driver_heap;
 pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod faults;

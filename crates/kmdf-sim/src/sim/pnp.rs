@@ -11,8 +11,8 @@ use crate::framework::io::lock;
 use crate::framework::verifier::{self, rules};
 use crate::framework::{iotarget, irql, object, request};
 use crate::types::{
-    _WDF_POWER_DEVICE_STATE as POWER, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT,
-    WDFDEVICE, WDFDRIVER,
+    _WDF_POWER_DEVICE_STATE as POWER, CSHORT, DRIVER_EXTENSION, DRIVER_OBJECT, NTSTATUS,
+    PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT, UNICODE_STRING, WDFDEVICE, WDFDRIVER,
 };
 
 pub use crate::framework::io::{GUID_DEVICE_INTERFACE_ARRIVAL, GUID_DEVICE_INTERFACE_REMOVAL};
@@ -66,30 +66,105 @@ fn state_of(device: usize) -> Option<DevicePnpState> {
     lock(&REGISTRY).devices.get(&device).copied()
 }
 
+/// The WDM driver object the I/O manager builds for a driver, with the strings it points at.
+struct WdmDriver {
+    object: DRIVER_OBJECT,
+    extension: DRIVER_EXTENSION,
+    hardware_database: UNICODE_STRING,
+    /// The buffers the counted strings above point at.
+    names: [Vec<u16>; 3],
+}
+
+/// The simulated driver's service name (the last element of its registry path).
+const SERVICE_NAME: &str = "SimDriver";
+
+fn counted(text: &[u16]) -> UNICODE_STRING {
+    UNICODE_STRING {
+        Length: (text.len() * 2) as u16,
+        MaximumLength: (text.len() * 2) as u16,
+        Buffer: text.as_ptr().cast_mut(),
+    }
+}
+
+impl WdmDriver {
+    /// A zeroed `DRIVER_OBJECT` with what the I/O manager fills in before `DriverEntry`: its type
+    /// and size, its extension (back pointer, service key name), its name and the hardware
+    /// database path. Everything else (dispatch table, unload routine, flags) is zero.
+    fn new() -> Box<Self> {
+        let names = [
+            format!("\\Driver\\{SERVICE_NAME}")
+                .encode_utf16()
+                .collect::<Vec<u16>>(),
+            SERVICE_NAME.encode_utf16().collect(),
+            "\\REGISTRY\\MACHINE\\HARDWARE\\DESCRIPTION\\SYSTEM"
+                .encode_utf16()
+                .collect(),
+        ];
+        let mut wdm = Box::new(Self {
+            object: DRIVER_OBJECT::default(),
+            extension: DRIVER_EXTENSION::default(),
+            hardware_database: counted(&names[2]),
+            names: [Vec::new(), Vec::new(), Vec::new()],
+        });
+        wdm.object.Type = IO_TYPE_DRIVER;
+        wdm.object.Size = CSHORT::try_from(size_of::<DRIVER_OBJECT>()).unwrap_or(CSHORT::MAX);
+        wdm.object.DriverName = counted(&names[0]);
+        wdm.extension.ServiceKeyName = counted(&names[1]);
+        wdm.extension.DriverObject = &raw mut wdm.object;
+        wdm.object.DriverExtension = &raw mut wdm.extension;
+        wdm.object.HardwareDatabase = &raw mut wdm.hardware_database;
+        // The vectors' heap buffers do not move with them.
+        wdm.names = names;
+        wdm
+    }
+}
+
+/// `IO_TYPE_DRIVER`, the object type the I/O manager stamps on driver objects.
+const IO_TYPE_DRIVER: CSHORT = 4;
+
 /// A loaded driver.
-#[derive(Debug)]
 pub struct Driver {
-    driver_object: Box<u64>,
+    driver_object: Box<WdmDriver>,
     handle: usize,
+}
+
+impl core::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Driver")
+            .field("driver_object", &(&raw const self.driver_object.object))
+            .field("handle", &self.handle)
+            .finish()
+    }
 }
 
 impl Driver {
     /// Calls `DriverEntry` (which calls `WdfDriverCreate`). Fails with its status.
     pub fn load(entry: DriverEntry) -> Result<Self, NTSTATUS> {
-        let driver_object = Box::new(0u64);
-        let address = &raw const *driver_object as usize;
-        let path: Vec<u16> = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\SimDriver"
-            .encode_utf16()
-            .collect();
-        let registry_path = crate::types::UNICODE_STRING {
-            Length: (path.len() * 2) as u16,
-            MaximumLength: (path.len() * 2) as u16,
-            Buffer: path.as_ptr().cast_mut(),
-        };
+        Self::load_with(|driver_object, registry_path| {
+            // SAFETY: the driver's entry point, called as the I/O manager does.
+            unsafe { entry(driver_object, registry_path) }
+        })
+    }
+
+    /// Like [`Driver::load`] for an entry point of another shape: `entry` receives the driver
+    /// object as windows-drivers-rs samples declare it (`&mut DRIVER_OBJECT`, which is a
+    /// `PDRIVER_OBJECT` in the ABI) and the registry path, and calls the driver's `DriverEntry`.
+    pub fn load_with(
+        entry: impl FnOnce(&mut DRIVER_OBJECT, PCUNICODE_STRING) -> NTSTATUS,
+    ) -> Result<Self, NTSTATUS> {
+        let mut driver_object = WdmDriver::new();
+        let object: *mut DRIVER_OBJECT = &raw mut driver_object.object;
+        let address = object as usize;
+        let path: Vec<u16> =
+            format!("\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{SERVICE_NAME}")
+                .encode_utf16()
+                .collect();
+        let registry_path = counted(&path);
         let caller = object::current_driver();
         let status = irql::run_callback(irql::PASSIVE, "DriverEntry", || {
-            // SAFETY: the driver's entry point, called as the I/O manager does.
-            unsafe { entry(address as PDRIVER_OBJECT, &raw const registry_path) }
+            // SAFETY: `object` points into the boxed driver object, which nothing else borrows
+            // while DriverEntry runs.
+            entry(unsafe { &mut *object }, &raw const registry_path)
         });
         // WdfDriverCreate made the new driver this thread's driver for the rest of DriverEntry.
         object::enter_driver(caller);
@@ -103,6 +178,7 @@ impl Driver {
                 if let Some(object) = object::live_object(handle) {
                     object::delete(&object);
                 }
+                lock(&REGISTRY).drivers.remove(&address);
                 Err(status)
             }
             None if status < 0 => Err(status),
@@ -150,37 +226,94 @@ impl Driver {
         Ok(Device { handle: created })
     }
 
-    /// Unloads the driver: `EvtDriverUnload`, then the driver object and its children are deleted.
-    pub fn unload(self) {
-        let Some(object) = object::live_object(self.handle) else {
-            return;
-        };
-        let unload = object.payload::<device::Driver>().and_then(|d| d.unload);
-        if let Some(unload) = unload {
-            object::with_driver(self.handle, || {
-                irql::run_callback(irql::PASSIVE, "EvtDriverUnload", || {
-                    // SAFETY: the driver's callback with its own handle.
-                    unsafe { unload(object::handle_ptr(self.handle)) }
-                });
+    /// Unloads the driver as the I/O manager does: calls the driver object's `DriverUnload`, which
+    /// after `WdfDriverCreate` is KMDF's unload routine (`EvtDriverUnload`, then the `WDFDRIVER`
+    /// and its children are deleted). A driver whose `DriverUnload` is NULL cannot be unloaded,
+    /// and one that replaced KMDF's routine leaves the framework's driver object behind; both
+    /// are reported, and the `WDFDRIVER` is deleted anyway (without `EvtDriverUnload`, which
+    /// KMDF would not have called either) so that the session can end.
+    pub fn unload(mut self) {
+        let object: *mut DRIVER_OBJECT = &raw mut self.driver_object.object;
+        // SAFETY: the boxed driver object is live; the read does not overlap a write.
+        let routine = unsafe { (*object).DriverUnload };
+        let framework: unsafe extern "C" fn(PDRIVER_OBJECT) = framework_unload;
+        if let Some(routine) = routine {
+            let owns_dispatch = object::live_object(self.handle)
+                .and_then(|o| o.payload::<device::Driver>().map(|d| d.owns_dispatch))
+                .unwrap_or(true);
+            let replaced = !core::ptr::fn_addr_eq(routine, framework);
+            irql::run_callback(irql::PASSIVE, "DriverUnload", || {
+                // SAFETY: the driver object's unload routine, called with that object.
+                unsafe { routine(object) };
             });
-        }
-        for child in object::live_objects() {
-            if child.kind == request::KIND && child.parent() == self.handle && !child.is_deleting()
-            {
+            if replaced && !owns_dispatch {
+                // WdfDriverMiniportUnload's work, which the simulation does not offer.
+                delete_framework_driver(object, false);
+            } else if replaced && object::live_object(self.handle).is_some() {
                 verifier::report(
-                    rules::IO_ALIVE_AT_REMOVE,
-                    &*child,
-                    "a driver-created request was never deleted".to_string(),
+                    rules::INVALID_ARGUMENT,
+                    "DriverUnload",
+                    "the driver replaced KMDF's DriverUnload after WdfDriverCreate, so KMDF's \
+                     unload (EvtDriverUnload, deleting the WDFDRIVER) never ran"
+                        .to_string(),
                 );
+                delete_framework_driver(object, false);
             }
+        } else {
+            verifier::report(
+                rules::INVALID_ARGUMENT,
+                "DriverUnload",
+                "the driver object has no unload routine, so the driver cannot be unloaded"
+                    .to_string(),
+            );
+            delete_framework_driver(object, false);
         }
-        object::delete(&object);
-        if object::default_parent() == self.handle {
-            object::set_default_parent(0);
+        lock(&REGISTRY).drivers.remove(&(object as usize));
+    }
+}
+
+/// KMDF's unload routine (`FxDriver::Unload`), which `WdfDriverCreate` stores in the driver
+/// object: calls `EvtDriverUnload`, then deletes the `WDFDRIVER` and its children.
+pub(crate) unsafe extern "C" fn framework_unload(driver_object: PDRIVER_OBJECT) {
+    crate::framework::driver_heap::framework_code(|| {
+        delete_framework_driver(driver_object, true);
+    });
+}
+
+/// Deletes the `WDFDRIVER` of `driver_object` and its children, calling `EvtDriverUnload` first
+/// if `call_unload`.
+fn delete_framework_driver(driver_object: PDRIVER_OBJECT, call_unload: bool) {
+    let Some(handle) = lock(&REGISTRY)
+        .drivers
+        .get(&(driver_object as usize))
+        .copied()
+    else {
+        return;
+    };
+    let Some(object) = object::live_object(handle) else {
+        return;
+    };
+    let unload = object.payload::<device::Driver>().and_then(|d| d.unload);
+    if let Some(unload) = unload.filter(|_| call_unload) {
+        object::with_driver(handle, || {
+            irql::run_callback(irql::PASSIVE, "EvtDriverUnload", || {
+                // SAFETY: the driver's callback with its own handle.
+                unsafe { unload(object::handle_ptr(handle)) }
+            });
+        });
+    }
+    for child in object::live_objects() {
+        if child.kind == request::KIND && child.parent() == handle && !child.is_deleting() {
+            verifier::report(
+                rules::IO_ALIVE_AT_REMOVE,
+                &*child,
+                "a driver-created request was never deleted".to_string(),
+            );
         }
-        lock(&REGISTRY)
-            .drivers
-            .remove(&(&raw const *self.driver_object as usize));
+    }
+    object::delete(&object);
+    if object::default_parent() == handle {
+        object::set_default_parent(0);
     }
 }
 

@@ -52,6 +52,7 @@ tests=(
   dmf:module_device_interface_multiple_target
   dmf-sample-sensor-lib:bad_input
   dmf-sample-stream-lib:bad_input
+  dmf-sample-hub-lib:bad_input
 )
 # SANITIZE_TESTS="dmf:soak dmf:fault_sweeps" runs only those.
 if [ -n "${SANITIZE_TESTS:-}" ]; then

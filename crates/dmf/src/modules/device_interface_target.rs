@@ -568,6 +568,9 @@ pub struct DeviceInterfaceTargetNode {
     handle: AtomicUsize,
     /// The module is closing because of a query-remove (see `before_close`).
     closing_for_query: AtomicBool,
+    /// The module finished opening over its target (methods work) and has not begun closing.
+    /// `handle` is set earlier, because the open itself needs it.
+    opened: AtomicBool,
     /// `stream_start` calls in progress; ended while the module stops streaming to close.
     starts: References,
 }
@@ -650,6 +653,7 @@ impl DeviceInterfaceTarget {
                 callbacks,
                 handle: AtomicUsize::new(0),
                 closing_for_query: AtomicBool::new(false),
+                opened: AtomicBool::new(false),
                 starts: References::new(),
             }
         })?))
@@ -830,7 +834,7 @@ impl DeviceInterfaceTargetNode {
     /// Whether a target is bound and the module open.
     #[must_use]
     pub fn is_open(&self) -> bool {
-        self.handle.load(Ordering::Acquire) != 0
+        self.opened.load(Ordering::Acquire) && self.handle.load(Ordering::Acquire) != 0
     }
 
     /// The streaming child, if the module has one (for statistics such as its pools).
@@ -853,6 +857,7 @@ impl DeviceInterfaceTargetNode {
     /// DMF's `StreamStopAndModuleClose`; `for_query`: the target is closed for a query-remove
     /// (and kept for a reopen) instead of for good.
     fn stream_stop_and_module_close(&self, for_query: bool) {
+        self.opened.store(false, Ordering::Release);
         self.closing_for_query.store(for_query, Ordering::Release);
         self.starts.end_and_wait();
         if let Ok(stream) = self.child.stream() {
@@ -884,6 +889,7 @@ impl DeviceInterfaceTargetNode {
         {
             let _ = stream.start();
         }
+        self.opened.store(true, Ordering::Release);
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 //! Seeded by the session's seed.
 #![cfg(not(windows))]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use dmf::wdf::NtStatus;
@@ -99,11 +99,13 @@ impl Rig {
 }
 
 /// Checks a completed wait: its status is one of `allowed`, a success returns whole samples, in
-/// sequence per sensor (recorded in `last`).
+/// sequence per sensor within the batch, none seen before (recorded in `seen`). Across requests
+/// there is no order to check: two threads presenting from the hub's parallel queue at once may
+/// park one thread's requests in either order, as KMDF's parallel queues may.
 fn check_wait(
     operation: &Overlapped,
     allowed: &[NtStatus],
-    last: &mut HashMap<u32, u64>,
+    seen: &mut HashSet<(u32, u64)>,
 ) -> NtStatus {
     let (status, length) = operation.wait(WAIT).expect("completes, no hang");
     let status = NtStatus::from_raw(status);
@@ -113,10 +115,18 @@ fn check_wait(
             length >= HubSample::SIZE && length % HubSample::SIZE == 0,
             "{length}"
         );
+        let mut batch: HashMap<u32, u64> = HashMap::new();
         for chunk in operation.output()[..length].chunks_exact(HubSample::SIZE) {
             let sample = HubSample::from_bytes(chunk).expect("a sample");
-            let previous = last.insert(sample.sensor_id, sample.sequence).unwrap_or(0);
-            assert!(sample.sequence > previous, "per-sensor order, no duplicate");
+            let previous = batch.insert(sample.sensor_id, sample.sequence).unwrap_or(0);
+            assert!(
+                sample.sequence > previous,
+                "per-sensor order within a batch"
+            );
+            assert!(
+                seen.insert((sample.sensor_id, sample.sequence)),
+                "no duplicate sample"
+            );
         }
     } else {
         assert_eq!(length, 0, "{status:?} returns no data");
@@ -128,7 +138,7 @@ fn check_wait(
 fn oversized_buffers_unknown_requests_and_other_major_functions() {
     let (rig, mut rng) = boot(1, 200);
     let file = open();
-    let mut last = HashMap::new();
+    let mut last = HashSet::new();
     // Huge outputs get whole samples only; a huge input is ignored.
     for length in [HubSample::SIZE * 2 + 5, 4096 + 1, 1 << 20] {
         let operation = file.device_io_control_overlapped(
@@ -180,7 +190,7 @@ fn oversized_buffers_unknown_requests_and_other_major_functions() {
 fn waits_cancelled_at_random_moments_and_handles_closed_with_waits_parked() {
     // Slow sensors: waits park often.
     let (rig, mut rng) = boot(2, 20_000);
-    let mut last = HashMap::new();
+    let mut last = HashSet::new();
     let allowed = [
         NtStatus::SUCCESS,
         NtStatus::CANCELLED,
@@ -239,7 +249,7 @@ fn a_flood_from_several_threads_then_removal_with_waits_parked() {
             scope.spawn(move || {
                 let mut rng = Rng((thread + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let file = open();
-                let mut last = HashMap::new();
+                let mut last = HashSet::new();
                 for _ in 0..20 {
                     // Far past the limit at once, from each thread.
                     let burst: Vec<_> = (0..4 * MAX_PARKED_REQUESTS)
@@ -269,7 +279,7 @@ fn a_flood_from_several_threads_then_removal_with_waits_parked() {
         .map(|_| file.device_io_control_overlapped(IOCTL_DMF_SAMPLE_HUB_WAIT_SAMPLES, &[], 24))
         .collect();
     rig.hub.surprise_remove();
-    let mut last = HashMap::new();
+    let mut last = HashSet::new();
     for operation in &parked {
         check_wait(operation, &allowed, &mut last);
     }
